@@ -1,0 +1,3 @@
+from graphrec_lab.cli import main
+
+main()

@@ -1,0 +1,125 @@
+"""Config composition and validation.
+
+Hydra composes ``configs/``; before anything is built, ``validate_config`` checks every node with a
+``_target_`` against the signature of the callable it names (as torchtune does), and the top level
+against the known keys, so a misspelt key stops the run with its full dotted name and a suggestion,
+instead of silently becoming a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+# Top-level keys of configs/train.yaml besides the config groups.
+TOP_LEVEL_KEYS = {
+    "data", "model", "task", "trainer", "callbacks", "logger", "paths", "experiment",
+    "name", "seed", "optimized_metric", "tags", "group", "fit", "test", "print_table", "hydra",
+}
+PATHS_KEYS = {"root", "results"}
+# Arguments run_experiment supplies at instantiation time (never in the config files).
+RUNTIME_ARGS = {"num_users", "num_items", "model", "callbacks", "logger"}
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, misspelt, or has a value that cannot be used."""
+
+
+def config_dir() -> Path:
+    """``$GRAPHREC_CONFIG_DIR``, else the repository's ``configs/`` next to the package."""
+    env = os.environ.get("GRAPHREC_CONFIG_DIR")
+    if env:
+        return Path(env).resolve()
+    return (Path(__file__).resolve().parent.parent / "configs").resolve()
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """Compose the project config with Hydra overrides, outside any Hydra app (tests, notebooks)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def _import(target: str) -> Any:
+    module_name, _, attr = target.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError:
+        # ``pkg.Class.method``-style targets
+        parent, _, cls = module_name.rpartition(".")
+        obj = getattr(importlib.import_module(parent), cls)
+    return getattr(obj, attr)
+
+
+def _accepted_keys(target: str, where: str) -> set[str] | None:
+    """Parameter names of the callable named by ``target``; None when it takes ``**kwargs``."""
+    try:
+        fn = _import(target)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{where}._target_: cannot import {target!r} ({exc})") from exc
+    sig = inspect.signature(fn)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return {name for name in sig.parameters if name != "self"}
+
+
+def _unknown(key: str, where: str, accepted: set[str], owner: str) -> ConfigError:
+    close = difflib.get_close_matches(key, sorted(accepted), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    dotted = f"{where}.{key}" if where else key
+    return ConfigError(f"unknown config key '{dotted}' for {owner}.{hint} Accepted keys: {', '.join(sorted(accepted))}")
+
+
+def _walk(node: Any, where: str) -> None:
+    if isinstance(node, DictConfig):
+        target = node.get("_target_") if "_target_" in node else None
+        if target is not None:
+            accepted = _accepted_keys(str(target), where)
+            if accepted is not None:
+                for key in node.keys():
+                    key = str(key)
+                    if key.startswith("_"):
+                        continue
+                    if key not in accepted:
+                        raise _unknown(key, where, accepted, str(target))
+        for key in node.keys():
+            child = node._get_node(key)  # the raw node: interpolations stay unresolved here
+            if isinstance(child, (DictConfig, ListConfig)):
+                _walk(child, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            child = node._get_node(i)
+            if isinstance(child, (DictConfig, ListConfig)):
+                _walk(child, f"{where}[{i}]")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` naming the first unknown key; also resolves every interpolation."""
+    for key in cfg.keys():
+        if key not in TOP_LEVEL_KEYS:
+            raise _unknown(str(key), "", TOP_LEVEL_KEYS, "the run config (configs/train.yaml)")
+    for key in cfg.get("paths", {}) or {}:
+        if key not in PATHS_KEYS:
+            raise _unknown(str(key), "paths", PATHS_KEYS, "paths")
+    for group in ("data", "model", "task", "trainer"):
+        if group not in cfg or cfg[group] is None or "_target_" not in cfg[group]:
+            raise ConfigError(f"config group '{group}' is missing or has no _target_")
+    for group in ("data", "model", "task", "trainer", "callbacks", "logger"):
+        if group in cfg and cfg[group] is not None:
+            _walk(cfg[group], group)
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # an interpolation to a missing key, a missing ??? value
+        raise ConfigError(f"config cannot be resolved: {exc}") from exc

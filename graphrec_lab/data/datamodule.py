@@ -1,0 +1,219 @@
+"""The LightningDataModule for generic user-item interaction datasets.
+
+It turns a dataset name (``synthetic``, ``ml-100k``, ``gowalla``, ``recbole:<name>``) and the
+preprocessing parameters into a cached, validated ``InteractionGraph``, then serves BPR training
+batches and full-ranking evaluation batches. Domain DataModules (e-commerce, social, news) extend it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from graphrec_lab.data.cache import load_or_build
+from graphrec_lab.data.graph import InteractionGraph
+from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty
+from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers
+from graphrec_lab.data.synthetic import generate_synthetic
+from graphrec_lab.data.train_graph import TrainGraph
+
+log = logging.getLogger(__name__)
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    """``data_dir`` if given, else ``$GRAPHREC_DATA_DIR``, else ``./data``."""
+    if data_dir not in (None, ""):
+        return Path(data_dir).expanduser()
+    return Path(os.environ.get("GRAPHREC_DATA_DIR", "data")).expanduser()
+
+
+def resolve_cache_dir(cache_dir: str | Path | None) -> Path | None:
+    """``cache_dir`` if given ("none" disables), else ``$GRAPHREC_CACHE_DIR``, else ``./.cache/graphrec_lab``.
+
+    Separate from the data dir on purpose: the raw files may sit on a read-only share.
+    """
+    if isinstance(cache_dir, str) and cache_dir.lower() == "none":
+        return None
+    if cache_dir not in (None, ""):
+        return Path(cache_dir).expanduser()
+    return Path(os.environ.get("GRAPHREC_CACHE_DIR", ".cache/graphrec_lab")).expanduser() / "processed"
+
+
+class InteractionDataModule(pl.LightningDataModule):
+    """Interaction data for top-K recommendation.
+
+    Args:
+        dataset: ``synthetic``, a registered source (``ml-100k``, ``gowalla``) or ``recbole:<name>``
+            for RecBole atomic files in ``<data_dir>/<name>/``.
+        data_dir: where raw files live (``$GRAPHREC_DATA_DIR`` when unset).
+        cache_dir: where processed graphs are cached (``"none"`` disables the cache).
+        download: fetch missing files from the canonical source (fails clearly when offline).
+        split, ratios, val_fraction, rating_threshold, user_core, item_core, dedup, split_seed:
+            see ``PreprocessConfig``.
+        synthetic: keyword arguments of ``generate_synthetic`` for ``dataset=synthetic``.
+        reader: keyword arguments for the dataset's reader.
+        train_batch_size: BPR batch size. eval_batch_size: users per evaluation batch.
+        sampler_seed: seed of the epoch permutations and negatives (the run's seed by default).
+    """
+
+    def __init__(
+        self,
+        dataset: str = "synthetic",
+        data_dir: str | None = None,
+        cache_dir: str | None = None,
+        download: bool = True,
+        split: str = "ratio",
+        ratios: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
+        val_fraction: float = 0.1,
+        rating_threshold: float | None = None,
+        user_core: int = 0,
+        item_core: int = 0,
+        dedup: bool = True,
+        split_seed: int = 2020,
+        synthetic: dict[str, Any] | None = None,
+        reader: dict[str, Any] | None = None,
+        train_batch_size: int = 2048,
+        eval_batch_size: int = 1024,
+        sampler_seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.data_dir = resolve_data_dir(data_dir)
+        self.cache_dir = resolve_cache_dir(cache_dir)
+        self.download = download
+        self.preprocess = PreprocessConfig(
+            rating_threshold=rating_threshold,
+            user_core=user_core,
+            item_core=item_core,
+            dedup=dedup,
+            split=split,
+            ratios=tuple(ratios),  # type: ignore[arg-type]
+            val_fraction=val_fraction,
+            seed=split_seed,
+        )
+        self.synthetic = dict(synthetic or {})
+        self.reader_kwargs = dict(reader or {})
+        self.train_batch_size = train_batch_size
+        self.eval_batch_size = eval_batch_size
+        self.sampler_seed = sampler_seed
+        self.num_workers = num_workers
+        self.graph: InteractionGraph | None = None
+        self._train_graph: TrainGraph | None = None
+
+    # ------------------------------------------------------------------ building the graph
+    def _cache_parts(self) -> dict:
+        parts: dict[str, Any] = {"dataset": self.dataset, "preprocess": asdict(self.preprocess)}
+        if self.dataset == "synthetic":
+            parts["synthetic"] = self.synthetic
+        else:
+            source = self._source()
+            source_dir = source.path(self.data_dir)
+            from graphrec_lab.data.sources import ensure_files
+
+            ensure_files(source, self.data_dir, download=self.download)
+            parts["files"] = source.fingerprint(self.data_dir) if source.files else _folder_fingerprint(source_dir)
+            parts["reader"] = self.reader_kwargs
+        return parts
+
+    def _source(self):
+        from graphrec_lab.data.sources import get_source
+        from graphrec_lab.data.sources.recbole_atomic import recbole_source
+
+        if self.dataset.startswith("recbole:"):
+            return recbole_source(self.dataset.split(":", 1)[1])
+        return get_source(self.dataset)
+
+    def _build(self) -> InteractionGraph:
+        if self.dataset == "synthetic":
+            raw = generate_synthetic(**self.synthetic)
+        else:
+            raw = self._source().load(self.data_dir, download=self.download, **self.reader_kwargs)
+        graph = build_graph(raw, self.preprocess, name=self.dataset)
+        check_nonempty(graph)
+        return graph
+
+    def prepare_data(self) -> None:
+        self.load_graph()
+
+    def load_graph(self) -> InteractionGraph:
+        if self.graph is None:
+            name = self.dataset.replace(":", "-").replace("/", "-")
+            self.graph = load_or_build(self.cache_dir, name, self._cache_parts(), self._build)
+        return self.graph
+
+    def setup(self, stage: str | None = None) -> None:
+        graph = self.load_graph()
+        if self._train_graph is None:
+            self._train_graph = TrainGraph.from_edges(graph.train.users, graph.train.items, graph.num_users, graph.num_items)
+            self._train_csr = CSR(graph.train.users, graph.train.items, graph.num_users)
+            self._val_csr = CSR(graph.val.users, graph.val.items, graph.num_users)
+            self._test_csr = CSR(graph.test.users, graph.test.items, graph.num_users)
+
+    # ------------------------------------------------------------------ what the task needs
+    @property
+    def num_users(self) -> int:
+        return self.load_graph().num_users
+
+    @property
+    def num_items(self) -> int:
+        return self.load_graph().num_items
+
+    @property
+    def train_graph(self) -> TrainGraph:
+        self.setup()
+        assert self._train_graph is not None
+        return self._train_graph
+
+    def eval_users(self, split: str) -> EvalUsers:
+        """Users with held-out items in ``split`` ("val" or "test") and what to exclude for them.
+
+        Validation ranks exclude training items; test ranks exclude training and validation items.
+        """
+        self.setup()
+        if split == "val":
+            return EvalUsers(target=self._val_csr, exclude=self._train_csr)
+        if split == "test":
+            return EvalUsers(target=self._test_csr, exclude=CSR.merge(self._train_csr, self._val_csr))
+        raise ValueError(f"unknown evaluation split {split!r}")
+
+    def skipped_users(self, split: str) -> int:
+        """Users with training history but no held-out items in ``split`` (not evaluated)."""
+        self.setup()
+        target = self._val_csr if split == "val" else self._test_csr
+        return int(((self._train_csr.degree > 0) & (target.degree == 0)).sum())
+
+    # ------------------------------------------------------------------ loaders
+    def train_dataloader(self) -> DataLoader:
+        graph = self.load_graph()
+        self.setup()
+        if not hasattr(self, "_train_batches"):
+            self._train_batches = BPRTrainBatches(
+                graph.train.users, graph.train.items, graph.num_users, graph.num_items, self.train_batch_size, self.sampler_seed
+            )
+        return DataLoader(self._train_batches, batch_size=None, num_workers=0)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        users = self.eval_users(split)
+        return DataLoader(users, batch_size=self.eval_batch_size, shuffle=False, collate_fn=users.collate, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+
+def _folder_fingerprint(folder: Path) -> dict[str, str]:
+    from graphrec_lab.data.sources import file_sha256
+
+    if not folder.is_dir():
+        return {}
+    return {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}

@@ -1,0 +1,208 @@
+"""``run_experiment``: the one entry point of every run, sweep trial, ablation cell and notebook.
+
+seed -> validate config -> DataModule -> model -> task -> callbacks, loggers, trainer -> fit (model
+selection on validation) -> test the selected checkpoint -> one result record -> metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from graphrec_lab.config import ConfigError, validate_config
+from graphrec_lab.tracking.results import ResultStore
+from graphrec_lab.training.callbacks import EpochTimer
+
+log = logging.getLogger(__name__)
+
+
+def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+    """Run one experiment described by a composed config and return its metrics.
+
+    Returns a flat dict: ``val/<metric>@<k>`` of the selected checkpoint, ``test/<metric>@<k>`` of
+    the same checkpoint, ``best_epoch``, ``epochs``, ``time/fit_s``, ``time/epoch_s``, ``time/test_s``.
+    Also appends one JSON record (config, overrides, metrics, seed, git commit, durations, paths)
+    to ``cfg.paths.results``.
+    """
+    t_start = time.perf_counter()
+    validate_config(cfg)
+    if not str(cfg.optimized_metric).startswith("val/"):
+        raise ConfigError(f"optimized_metric={cfg.optimized_metric!r}: model selection must use a val/ metric")
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    graph = datamodule.load_graph()
+    model = instantiate(cfg.model, num_users=graph.num_users, num_items=graph.num_items)
+    task = instantiate(cfg.task, model=model, _recursive_=False, _convert_="all")
+    task.attach_graph(datamodule.train_graph)
+    _check_metric_exists(cfg, task)
+
+    name = cfg.name or f"{type(model).__name__.lower()}-{graph.name}"
+    run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_dir = Path(cfg.paths.root) / "runs" / name / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    callbacks = _callbacks(cfg, run_dir)
+    timer = EpochTimer()
+    callbacks.append(timer)
+    loggers = _loggers(cfg, run_dir, name)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for lg in loggers:
+        lg.log_hyperparams(resolved)  # type: ignore[arg-type]
+
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    metrics: dict[str, float] = {}
+    t_fit = time.perf_counter()
+    ckpt_path: str | None = None
+    if model.trainable and cfg.fit:
+        trainer.fit(task, datamodule=datamodule)
+        if checkpoint is not None and checkpoint.best_model_path:
+            ckpt_path = checkpoint.best_model_path
+    fit_s = time.perf_counter() - t_fit
+    # Validation metrics of the selected checkpoint (exactly the model that is tested).
+    val_out = trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    metrics.update({k: float(v) for k, v in val_out[0].items()})
+    test_s = 0.0
+    if cfg.test:
+        t_test = time.perf_counter()
+        test_out = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        test_s = time.perf_counter() - t_test
+        metrics.update({k: float(v) for k, v in test_out[0].items()})
+    metrics.update(
+        {
+            "epochs": float(trainer.current_epoch) if model.trainable and cfg.fit else 0.0,
+            "best_epoch": float(_best_epoch(ckpt_path)),
+            "time/fit_s": fit_s,
+            "time/epoch_s": timer.mean_epoch_seconds,
+            "time/test_s": test_s,
+            "time/total_s": time.perf_counter() - t_start,
+        }
+    )
+    metrics[f"skipped_users/val"] = float(datamodule.skipped_users("val"))
+    metrics[f"skipped_users/test"] = float(datamodule.skipped_users("test"))
+
+    record = {
+        "run_id": run_id,
+        "name": name,
+        "group": cfg.group,
+        "tags": list(cfg.tags),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "seed": int(cfg.seed),
+        "optimized_metric": cfg.optimized_metric,
+        "overrides": list(overrides or []),
+        "config": resolved,
+        "metrics": metrics,
+        "data": {"name": graph.name, "split_hash": graph.content_hash(), **graph.stats()},
+        "git_commit": _git_commit(),
+        "paths": {"run_dir": str(run_dir), "checkpoint": ckpt_path, **_logger_dirs(loggers)},
+        "device": str(task.device),
+    }
+    if trainer.is_global_zero:
+        ResultStore(cfg.paths.results).append(record)
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.experiment.summary.update({k: v for k, v in metrics.items()})
+            lg.experiment.finish()
+        else:
+            lg.log_metrics({k: v for k, v in metrics.items()})
+            lg.finalize("success")
+    if cfg.print_table and trainer.is_global_zero:
+        print(format_metrics_table(metrics, title=f"{name} ({run_dir})"))
+    return metrics
+
+
+def _check_metric_exists(cfg: DictConfig, task: Any) -> None:
+    metric = str(cfg.optimized_metric).split("/", 1)[1]
+    names = set(task.val_evaluator.metrics.keys())
+    if metric not in names:
+        raise ConfigError(f"optimized_metric={cfg.optimized_metric!r} is not computed; task.ks/metrics give {sorted(names)}")
+
+
+def _callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
+    out: list[Callback] = []
+    for key, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        if "dirpath" in node and node.dirpath is None:
+            node = node.copy()
+            with open_dict(node):
+                node.dirpath = str(run_dir / "checkpoints")
+        out.append(instantiate(node))
+    return out
+
+
+def _loggers(cfg: DictConfig, run_dir: Path, name: str) -> list[Logger]:
+    out: list[Logger] = []
+    for key, node in (cfg.get("logger") or {}).items():
+        if node is None:
+            continue
+        node = node.copy()
+        with open_dict(node):
+            if "save_dir" in node and node.save_dir is None:
+                node.save_dir = str(run_dir)
+            if str(node.get("_target_", "")).endswith("make_wandb_logger") and node.get("name") is None:
+                node.name = f"{name}-{run_dir.name}"
+        out.append(instantiate(node))
+    return out
+
+
+def _logger_dirs(loggers: list[Logger]) -> dict[str, str]:
+    dirs = {}
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            dirs["wandb_dir"] = str(lg.experiment.dir)
+        elif lg.log_dir is not None:
+            dirs[f"{type(lg).__name__.lower()}_dir"] = str(lg.log_dir)
+    return dirs
+
+
+def _best_epoch(ckpt_path: str | None) -> int:
+    if not ckpt_path:
+        return -1
+    return int(torch.load(ckpt_path, map_location="cpu", weights_only=False).get("epoch", -1))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def format_metrics_table(metrics: dict[str, float], title: str = "") -> str:
+    """A plain-text table: one row per metric@k, validation and test side by side."""
+    rows: dict[str, dict[str, float]] = {}
+    extra = []
+    for key, value in metrics.items():
+        split, _, metric = key.partition("/")
+        if split in ("val", "test") and metric:
+            rows.setdefault(metric, {})[split] = value
+        else:
+            extra.append((key, value))
+    width = max([len(m) for m in rows] + [6])
+    lines = [title, f"{'metric':<{width}}  {'val':>8}  {'test':>8}", "-" * (width + 20)] if title else []
+    for metric in sorted(rows, key=lambda m: (m.split("@")[0], int(m.split("@")[1]) if "@" in m and m.split("@")[1].isdigit() else 0)):
+        v, t = rows[metric].get("val"), rows[metric].get("test")
+        fmt = lambda x: f"{x:8.4f}" if x is not None else f"{'-':>8}"  # noqa: E731
+        lines.append(f"{metric:<{width}}  {fmt(v)}  {fmt(t)}")
+    for key, value in extra:
+        lines.append(f"{key:<{width}}  {value:8.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""The one interface between graph models and the training task.
+
+A ``Recommender`` maps the training graph to one embedding per user and per item; a score is their
+dot product. Models know nothing about datasets, configs or losses: the task composes those.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from graphrec_lab.data.train_graph import TrainGraph
+
+
+class Recommender(nn.Module):
+    """Base class. Subclasses implement ``forward`` and, when trainable, ``ego_embeddings``."""
+
+    def __init__(self, num_users: int, num_items: int) -> None:
+        super().__init__()
+        self.num_users = num_users
+        self.num_items = num_items
+
+    def forward(self, graph: TrainGraph) -> tuple[Tensor, Tensor]:
+        """Final embeddings: users [U, D] and items [I, D]."""
+        raise NotImplementedError
+
+    def ego_embeddings(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> list[Tensor]:
+        """The layer-0 (free) embeddings of a batch, [B, D] each, that L2 regularisation acts on."""
+        raise NotImplementedError
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())

@@ -1,0 +1,130 @@
+"""The LightningModule every recommendation run goes through.
+
+It composes a ``Recommender`` (any model of the zoo), the BPR loss with the paper's L2 term, and
+full-ranking evaluation on validation (model selection) and test (reported once, with the selected
+checkpoint). Models stay plain ``nn.Module``s; nothing here is model-specific.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from graphrec_lab.data.sampling import EvalBatch, TrainBatch
+from graphrec_lab.data.train_graph import TrainGraph
+from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
+from graphrec_lab.models.base import Recommender
+from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
+
+
+class RecommendationTask(pl.LightningModule):
+    """BPR training and full-ranking evaluation of a ``Recommender``.
+
+    Args:
+        model: the recommender (instantiated with the dataset's user and item counts).
+        lr: Adam learning rate.
+        weight_decay: Adam's L2 on all parameters (0 by default: the LightGCN paper regularises only
+            the batch's layer-0 embeddings, which is ``l2_reg``).
+        l2_reg: weight of ``l2_batch_loss`` on the batch's layer-0 embeddings.
+        ks, metrics: evaluation cut-offs and metric names (see ``evaluation.evaluator``).
+    """
+
+    def __init__(
+        self,
+        model: Recommender,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        l2_reg: float = 1e-4,
+        ks: Sequence[int] = (10, 20),
+        metrics: Sequence[str] = METRICS,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.l2_reg = l2_reg
+        self.val_evaluator = FullRankingEvaluator(model.num_items, ks, metrics)
+        self.test_evaluator = FullRankingEvaluator(model.num_items, ks, metrics)
+        self.save_hyperparameters(ignore=["model"])
+        self._graph: TrainGraph | None = None
+        self._eval_embeddings: tuple[Tensor, Tensor] | None = None
+
+    # -------------------------------------------------------------- graph plumbing
+    def attach_graph(self, graph: TrainGraph) -> None:
+        """The training graph models propagate over (kept out of the checkpoint: it is data)."""
+        self._graph = graph
+
+    @property
+    def graph(self) -> TrainGraph:
+        if self._graph is None:
+            raise RuntimeError("RecommendationTask.attach_graph(datamodule.train_graph) was not called")
+        if self._graph.edge_index.device != self.device:
+            self._graph = self._graph.to(self.device)
+        return self._graph
+
+    # -------------------------------------------------------------- training
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
+        user_emb, item_emb = self.model(self.graph)
+        u = user_emb[batch.users]
+        pos = (u * item_emb[batch.pos_items]).sum(-1)
+        neg = (u * item_emb[batch.neg_items]).sum(-1)
+        loss = bpr_loss(pos, neg)
+        self.log("train/bpr", loss, on_step=False, on_epoch=True, batch_size=len(batch))
+        if self.l2_reg > 0:
+            reg = self.l2_reg * l2_batch_loss(self.model.ego_embeddings(batch.users, batch.pos_items, batch.neg_items))
+            self.log("train/l2", reg, on_step=False, on_epoch=True, batch_size=len(batch))
+            loss = loss + reg
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):  # typed batches move themselves
+        if isinstance(batch, (TrainBatch, EvalBatch)):
+            return batch.to(device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    # -------------------------------------------------------------- evaluation
+    def _start_eval(self) -> None:
+        with torch.no_grad():
+            self._eval_embeddings = self.model(self.graph)
+
+    def _eval_step(self, evaluator: FullRankingEvaluator, batch: EvalBatch) -> None:
+        assert self._eval_embeddings is not None
+        user_emb, item_emb = self._eval_embeddings
+        scores = user_emb[batch.users] @ item_emb.T  # [B, I]
+        evaluator.update(scores, batch)
+
+    def _end_eval(self, evaluator: FullRankingEvaluator, split: str) -> dict[str, float]:
+        values = evaluator.compute()
+        users = torch.tensor(float(evaluator.num_users), device=self.device)
+        if self.trainer.world_size > 1:
+            users = self.trainer.strategy.reduce(users, reduce_op="sum")
+        evaluator.reset()
+        self._eval_embeddings = None
+        logged = {f"{split}/{name}": value for name, value in values.items()}
+        self.log_dict(logged, sync_dist=False)  # already reduced by the metrics
+        self.log(f"{split}/num_users", users, sync_dist=False)
+        return logged
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval()
+
+    def validation_step(self, batch: EvalBatch, batch_idx: int) -> None:
+        self._eval_step(self.val_evaluator, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_eval(self.val_evaluator, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval()
+
+    def test_step(self, batch: EvalBatch, batch_idx: int) -> None:
+        self._eval_step(self.test_evaluator, batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval(self.test_evaluator, "test")
