@@ -66,12 +66,12 @@ class PreprocessConfig:
 def build_graph(raw: RawInteractions, cfg: PreprocessConfig, name: str) -> InteractionGraph:
     """Filter, compact ids and split ``raw`` as ``cfg`` says; returns a validated graph."""
     n_raw = len(raw)
+    if cfg.dedup:  # first, so that a pair's latest rating decides whether it passes the threshold
+        raw = deduplicate(raw)
     if cfg.rating_threshold is not None:
         if raw.rating is None:
             raise ValueError(f"{name}: data.rating_threshold is set but {raw.source} has no ratings")
         raw = raw.select(raw.rating >= cfg.rating_threshold)
-    if cfg.dedup:
-        raw = deduplicate(raw)
     if cfg.user_core > 1 or cfg.item_core > 1:
         raw = k_core(raw, cfg.user_core, cfg.item_core)
     raw = compact_ids(raw)
@@ -260,10 +260,8 @@ def temporal_split(raw: RawInteractions, ratios: tuple[float, ...]) -> Tensor:
     if raw.timestamp is None:
         raise ValueError(f"data.split='temporal' needs timestamps; {raw.source} has none")
     order = _stable_order(raw)
-    s = sum(ratios)
     n = len(raw)
-    n_train = int(round(n * ratios[0] / s))
-    n_val = int(round(n * ratios[1] / s))
+    n_train, n_val, _ = recbole_split_counts(n, ratios)  # a zero ratio gets zero rows
     split_sorted = torch.full((n,), SPLIT_TEST, dtype=torch.int8)
     split_sorted[:n_train] = SPLIT_TRAIN
     split_sorted[n_train : n_train + n_val] = SPLIT_VAL

@@ -92,8 +92,8 @@ class NegativeSampler:
 
     def __init__(self, users: Tensor, items: Tensor, num_users: int, num_items: int) -> None:
         self.num_items = num_items
-        self.keys = torch.sort(users * num_items + items).values
-        degree = torch.bincount(users, minlength=num_users)
+        self.keys = torch.unique(users * num_items + items)  # sorted, duplicates dropped
+        degree = torch.bincount(self.keys // num_items, minlength=num_users)
         full = (degree >= num_items).nonzero().flatten()
         if full.numel():
             raise ValueError(f"user {int(full[0])} interacted with every item: no negative exists for it")
@@ -101,6 +101,8 @@ class NegativeSampler:
     def is_positive(self, users: Tensor, items: Tensor) -> Tensor:
         """[N] bool: whether (users[n], items[n]) is a training edge."""
         q = users * self.num_items + items
+        if self.keys.numel() == 0:
+            return torch.zeros_like(q, dtype=torch.bool)
         pos = torch.searchsorted(self.keys, q).clamp(max=self.keys.numel() - 1)
         return self.keys[pos] == q
 

@@ -51,7 +51,7 @@ def generate_synthetic(
     comm_onehot = torch.nn.functional.one_hot(item_comm, num_communities).float()  # [I, C]
     comm_mass = comm_onehot.T @ pop  # [C]
 
-    counts = torch.poisson(torch.full((num_users,), interactions_per_user), generator=gen).long()
+    counts = torch.poisson(torch.full((num_users,), float(interactions_per_user)), generator=gen).long()
     counts = counts.clamp(min=5, max=num_items // 2)
     users, items = [], []
     for u in range(num_users):

@@ -14,7 +14,8 @@ Definitions (per user with ``n`` held-out items, ``rel_j`` = 1 if the j-th ranke
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +44,19 @@ _PER_USER = {
 METRICS = (*_PER_USER, "itemcoverage")
 
 
+@contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """PyG's metrics compute per-user values, batch sums and states in the default dtype. In float32
+    the batch sums round differently for different batch sizes (~1e-9); in float64 the result does
+    not depend on batching or on the DDP split (to ~1e-15)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
+
+
 class FullRankingEvaluator(nn.Module):
     """Accumulates top-K metrics over batches of users.
 
@@ -63,12 +77,11 @@ class FullRankingEvaluator(nn.Module):
         self.ks = tuple(sorted(set(int(k) for k in ks)))
         self.max_k = max(self.ks)
         collection: dict[str, nn.Module] = {}
-        for name in metrics:
-            for k in self.ks:
-                metric = LinkPredCoverage(k, num_items) if name == "itemcoverage" else _PER_USER[name](k)
-                # Sums over tens of thousands of users: accumulate in float64 so the mean is exact to
-                # ~1e-12 whatever the order (DDP ranks, batch sizes).
-                collection[f"{name}@{k}"] = metric.set_dtype(torch.float64)
+        with _default_dtype(torch.float64):  # states and NDCG's discount table in float64
+            for name in metrics:
+                for k in self.ks:
+                    metric = LinkPredCoverage(k, num_items) if name == "itemcoverage" else _PER_USER[name](k)
+                    collection[f"{name}@{k}"] = metric
         self.metrics = LinkPredMetricCollection(collection)
         self.num_users = 0
 
@@ -77,13 +90,15 @@ class FullRankingEvaluator(nn.Module):
         """Rank one batch. ``scores``: [B, I] (modified in place by the mask). Returns top-k [B, maxK]."""
         mask_scores(scores, batch.exclude)
         top = topk_stable(scores, self.max_k)
-        self.metrics.update(top, batch.target)
+        with _default_dtype(torch.float64):
+            self.metrics.update(top, batch.target)
         self.num_users += batch.users.numel()
         return top
 
     def compute(self) -> dict[str, float]:
         """Means over all users seen since the last reset (synchronised across DDP ranks)."""
-        return {name: float(value) for name, value in self.metrics.compute().items()}
+        with _default_dtype(torch.float64):
+            return {name: float(value) for name, value in self.metrics.compute().items()}
 
     def reset(self) -> None:
         self.metrics.reset()

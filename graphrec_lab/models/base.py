@@ -8,6 +8,21 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+EMBEDDING_INITS = ("normal", "xavier_normal", "xavier_uniform")
+
+
+def init_embedding(weight: Tensor, init: str, std: float) -> None:
+    """Initialise an embedding table: ``normal`` (std ``std``; LightGCN-PyTorch), ``xavier_normal``
+    (RecBole) or ``xavier_uniform`` (the LightGCN paper's TensorFlow code)."""
+    if init == "normal":
+        nn.init.normal_(weight, std=std)
+    elif init == "xavier_normal":
+        nn.init.xavier_normal_(weight)
+    elif init == "xavier_uniform":
+        nn.init.xavier_uniform_(weight)
+    else:
+        raise ValueError(f"init={init!r}: expected one of {EMBEDDING_INITS}")
+
 from graphrec_lab.data.train_graph import TrainGraph
 
 

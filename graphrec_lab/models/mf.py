@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from graphrec_lab.data.train_graph import TrainGraph
-from graphrec_lab.models.base import Recommender
+from graphrec_lab.models.base import Recommender, init_embedding
 
 
 class MatrixFactorization(Recommender):
@@ -14,15 +14,18 @@ class MatrixFactorization(Recommender):
     Args:
         num_users, num_items: node counts.
         embedding_dim: d.
-        init_std: standard deviation of the normal initialisation (LightGCN-PyTorch uses 0.1).
+        init: ``normal`` (std ``init_std``), ``xavier_normal`` (RecBole) or ``xavier_uniform``.
+        init_std: standard deviation for ``init=normal`` (LightGCN-PyTorch uses 0.1).
     """
 
-    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, init_std: float = 0.1) -> None:
+    def __init__(
+        self, num_users: int, num_items: int, embedding_dim: int = 64, init: str = "normal", init_std: float = 0.1
+    ) -> None:
         super().__init__(num_users, num_items)
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
-        nn.init.normal_(self.user_embedding.weight, std=init_std)
-        nn.init.normal_(self.item_embedding.weight, std=init_std)
+        init_embedding(self.user_embedding.weight, init, init_std)
+        init_embedding(self.item_embedding.weight, init, init_std)
 
     def forward(self, graph: TrainGraph) -> tuple[Tensor, Tensor]:
         return self.user_embedding.weight, self.item_embedding.weight

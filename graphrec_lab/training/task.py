@@ -68,17 +68,30 @@ class RecommendationTask(pl.LightningModule):
     # -------------------------------------------------------------- training
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
         user_emb, item_emb = self.model(self.graph)
-        u = user_emb[batch.users]
-        pos = (u * item_emb[batch.pos_items]).sum(-1)
-        neg = (u * item_emb[batch.neg_items]).sum(-1)
-        loss = bpr_loss(pos, neg)
-        self.log("train/bpr", loss, on_step=False, on_epoch=True, batch_size=len(batch))
+        # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
+        u = user_emb.index_select(0, batch.users)
+        items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
+        pos = (u * items[: len(batch)]).sum(-1)
+        neg = (u * items[len(batch) :]).sum(-1)
+        bpr = bpr_loss(pos, neg)
+        reg = bpr.new_zeros(())
         if self.l2_reg > 0:
             reg = self.l2_reg * l2_batch_loss(self.model.ego_embeddings(batch.users, batch.pos_items, batch.neg_items))
-            self.log("train/l2", reg, on_step=False, on_epoch=True, batch_size=len(batch))
-            loss = loss + reg
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
-        return loss
+        # Epoch means are accumulated here and logged once per epoch: a self.log call per step costs
+        # about as much as a LightGCN step on ml-100k.
+        n = len(batch)
+        self._train_sums += torch.stack([bpr.detach() * n, reg.detach() * n, bpr.new_tensor(float(n))])
+        return bpr + reg
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = torch.zeros(3, device=self.device)
+
+    def on_train_epoch_end(self) -> None:
+        sums = self._train_sums
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        bpr, reg = (sums[:2] / sums[2].clamp(min=1)).tolist()
+        self.log_dict({"train/bpr": bpr, "train/l2": reg, "train/loss": bpr + reg}, sync_dist=False)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):  # typed batches move themselves
         if isinstance(batch, (TrainBatch, EvalBatch)):

@@ -7,7 +7,7 @@ non-linearities, then a layer mean:
     E^(k+1) = D^-1/2 A D^-1/2 E^(k),      E = mean_{k=0..K} E^(k)
 
 ``E^(0)`` [(U+I), d] are the free embeddings (normal init, std 0.1 as in LightGCN-PyTorch; the paper's
-Xavier init is ``init_std=None``). L2 acts on the batch's ``E^(0)`` rows only (the task does it).
+TensorFlow code uses ``init="xavier_uniform"``). L2 acts on the batch's ``E^(0)`` rows only (the task does it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from graphrec_lab.data.train_graph import TrainGraph, symmetric_spmm
-from graphrec_lab.models.base import Recommender
+from graphrec_lab.models.base import Recommender, init_embedding
 
 
 class LightGCN(Recommender):
@@ -24,7 +24,8 @@ class LightGCN(Recommender):
         num_users, num_items: node counts.
         embedding_dim: d (paper: 64).
         num_layers: K (paper: 3).
-        init_std: normal init std; ``None`` uses Xavier uniform as in the paper's TensorFlow code.
+        init: ``normal`` (std ``init_std``), ``xavier_normal`` (RecBole) or ``xavier_uniform``.
+        init_std: standard deviation for ``init=normal``.
     """
 
     def __init__(
@@ -33,15 +34,13 @@ class LightGCN(Recommender):
         num_items: int,
         embedding_dim: int = 64,
         num_layers: int = 3,
-        init_std: float | None = 0.1,
+        init: str = "normal",
+        init_std: float = 0.1,
     ) -> None:
         super().__init__(num_users, num_items)
         self.num_layers = num_layers
         self.embedding = nn.Embedding(num_users + num_items, embedding_dim)
-        if init_std is None:
-            nn.init.xavier_uniform_(self.embedding.weight)
-        else:
-            nn.init.normal_(self.embedding.weight, std=init_std)
+        init_embedding(self.embedding.weight, init, init_std)
 
     def forward(self, graph: TrainGraph) -> tuple[Tensor, Tensor]:
         x = self.embedding.weight  # [U+I, d]
@@ -55,4 +54,5 @@ class LightGCN(Recommender):
 
     def ego_embeddings(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> list[Tensor]:
         n = self.num_users
-        return [self.embedding(users), self.embedding(pos_items + n), self.embedding(neg_items + n)]
+        rows = self.embedding.weight.index_select(0, torch.cat([users, pos_items + n, neg_items + n]))
+        return list(rows.split([users.numel(), pos_items.numel(), neg_items.numel()]))

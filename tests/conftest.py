@@ -1,0 +1,42 @@
+"""Shared fixtures: everything offline, CPU-only, and writing under a temporary directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GRAPHREC_DATA_DIR", REPO.parent / "shared" / "datasets"))
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture()
+def out_dir(tmp_path: Path) -> Path:
+    return tmp_path / "outputs"
+
+
+def tiny_overrides(out_dir: Path, *extra: str) -> list[str]:
+    """Overrides that shrink the default run to a couple of seconds."""
+    return [
+        f"paths.root={out_dir}",
+        "data.synthetic.num_users=120",
+        "data.synthetic.num_items=150",
+        "data.synthetic.interactions_per_user=15",
+        "data.cache_dir=none",
+        "trainer.max_epochs=4",
+        "trainer.check_val_every_n_epoch=2",
+        "trainer.accelerator=cpu",
+        "logger=csv",
+        *extra,
+    ]
+
+
+def real_data_dir() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATA} (set GRAPHREC_DATA_DIR)")
+    return SHARED_DATA

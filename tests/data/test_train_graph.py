@@ -1,0 +1,120 @@
+"""TrainGraph's normalised adjacency against a hand-built dense matrix, and symmetric_spmm's gradient."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from graphrec_lab.data.train_graph import TrainGraph, symmetric_spmm
+
+# 3 users, 4 items. Item 3 (node 6) has no edge: a zero-degree node.
+USERS = torch.tensor([0, 0, 1, 2, 2, 2])
+ITEMS = torch.tensor([0, 1, 1, 0, 1, 2])
+U, I = 3, 4
+
+
+def _dense_norm_adj() -> torch.Tensor:
+    """D^-1/2 A D^-1/2, written out by hand: degrees counted, entries 1/sqrt(d_u d_i)."""
+    n = U + I
+    a = torch.zeros(n, n, dtype=torch.float64)
+    for u, i in zip(USERS.tolist(), ITEMS.tolist()):
+        a[u, U + i] = 1.0
+        a[U + i, u] = 1.0
+    deg = [sum(1 for u in USERS.tolist() if u == node) for node in range(U)]
+    deg += [sum(1 for i in ITEMS.tolist() if i == item) for item in range(I)]
+    assert deg == [2, 1, 3, 2, 3, 1, 0]
+    out = torch.zeros(n, n, dtype=torch.float64)
+    for r in range(n):
+        for c in range(n):
+            if a[r, c]:
+                out[r, c] = 1.0 / math.sqrt(deg[r] * deg[c])
+    return out
+
+
+def test_norm_adj_matches_hand_computed_dense():
+    tg = TrainGraph.from_edges(USERS, ITEMS, U, I)
+    assert tg.num_nodes == 7
+    assert tg.norm_adj.layout == torch.sparse_csr
+    assert tg.norm_adj.shape == (7, 7)
+    assert tg.norm_adj.dtype == torch.float32
+    dense = tg.norm_adj.to_dense().double()
+    expected = _dense_norm_adj()
+    assert torch.allclose(dense, expected, atol=1e-6)
+    # Spot values: user 0 - item 0 (node 3): 1/sqrt(2*2); user 2 - item 1 (node 4): 1/sqrt(3*3).
+    assert dense[0, 3].item() == pytest.approx(0.5)
+    assert dense[2, 4].item() == pytest.approx(1 / 3)
+    assert dense[1, 4].item() == pytest.approx(1 / math.sqrt(3))
+    # Zero-degree node: an all-zero row and column, no NaN/inf anywhere.
+    assert torch.isfinite(dense).all()
+    assert dense[6].abs().sum() == 0 and dense[:, 6].abs().sum() == 0
+    # No user-user or item-item entries.
+    assert dense[:U, :U].abs().sum() == 0 and dense[U:, U:].abs().sum() == 0
+
+
+def test_norm_adj_is_symmetric_and_degrees_edge_index():
+    tg = TrainGraph.from_edges(USERS, ITEMS, U, I)
+    dense = tg.norm_adj.to_dense()
+    assert torch.equal(dense, dense.T)
+    assert tg.user_degree.tolist() == [2.0, 1.0, 3.0]
+    assert tg.item_degree.tolist() == [2.0, 3.0, 1.0, 0.0]
+    assert tg.edge_index.shape == (2, 2 * USERS.numel())
+    pairs = set(map(tuple, tg.edge_index.T.tolist()))
+    for u, i in zip(USERS.tolist(), ITEMS.tolist()):
+        assert (u, U + i) in pairs and (U + i, u) in pairs
+
+
+def test_norm_adj_symmetric_on_random_graph():
+    g = torch.Generator().manual_seed(0)
+    users = torch.randint(0, 15, (60,), generator=g)
+    items = torch.randint(0, 25, (60,), generator=g)
+    key = torch.unique(users * 25 + items)
+    tg = TrainGraph.from_edges(key // 25, key % 25, 15, 25)
+    dense = tg.norm_adj.to_dense()
+    assert torch.allclose(dense, dense.T)
+    # Spectral radius of D^-1/2 A D^-1/2 is at most 1.
+    assert torch.linalg.eigvalsh(dense.double()).abs().max() <= 1 + 1e-6
+
+
+def test_symmetric_spmm_forward_and_gradient_match_dense():
+    tg = TrainGraph.from_edges(USERS, ITEMS, U, I)
+    dense = tg.norm_adj.to_dense()
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(7, 5, generator=g)
+    w = torch.randn(7, 5, generator=g)
+
+    x_sparse = x0.clone().requires_grad_(True)
+    out_sparse = symmetric_spmm(tg.norm_adj, x_sparse)
+    (out_sparse * w).sum().backward()
+
+    x_dense = x0.clone().requires_grad_(True)
+    out_dense = dense @ x_dense
+    (out_dense * w).sum().backward()
+
+    assert torch.allclose(out_sparse, out_dense, atol=1e-6)
+    assert x_sparse.grad is not None
+    assert torch.allclose(x_sparse.grad, x_dense.grad, atol=1e-6)
+    # The gradient is A^T w, which here must equal A w.
+    assert torch.allclose(x_sparse.grad, dense.T @ w, atol=1e-6)
+
+
+def test_symmetric_spmm_two_layers_gradient():
+    """Stacked propagation (as in LightGCN) still back-propagates like dense matmuls."""
+    g = torch.Generator().manual_seed(2)
+    users = torch.randint(0, 6, (20,), generator=g)
+    items = torch.randint(0, 8, (20,), generator=g)
+    key = torch.unique(users * 8 + items)
+    tg = TrainGraph.from_edges(key // 8, key % 8, 6, 8)
+    dense = tg.norm_adj.to_dense()
+    x0 = torch.randn(14, 3, generator=g)
+    xs = x0.clone().requires_grad_(True)
+    xd = x0.clone().requires_grad_(True)
+    h1 = symmetric_spmm(tg.norm_adj, xs)
+    ys = (xs + h1 + symmetric_spmm(tg.norm_adj, h1)).pow(2).sum()
+    d1 = dense @ xd
+    yd = (xd + d1 + dense @ d1).pow(2).sum()
+    ys.backward()
+    yd.backward()
+    assert torch.allclose(ys, yd, atol=1e-5)
+    assert torch.allclose(xs.grad, xd.grad, atol=1e-5)
