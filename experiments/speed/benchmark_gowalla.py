@@ -29,7 +29,8 @@ Run (from the repository root):
 Smoke test (a minute or two):
 
     GRAPHREC_DATA_DIR=../shared/datasets python experiments/speed/benchmark_gowalla.py \
-        --ours-batches 3 --ref-batches 1 --lightning-batches 3 --eval-users 3000 --json /tmp/smoke.json
+        --ours-batches 3 --ref-batches 1 --lightning-batches 4 --breakdown-steps 2 --eval-users 3000 \
+        --json /tmp/smoke.json
 """
 
 from __future__ import annotations
@@ -306,7 +307,6 @@ def main(argv: list[str] | None = None) -> dict:
     mark_memory("after_ours_init_forward")
 
     # ------------------------------------------------------------------------------------ ours
-    say()
     say("## Training step")
     opt = task.configure_optimizers()
     task.on_train_epoch_start()
@@ -511,6 +511,7 @@ def main(argv: list[str] | None = None) -> dict:
             "metrics": metrics,
         }
         ev["ratio_ours_over_bare"] = ev["ours_s"] / ev["bare_s"]
+        mark_memory("after_eval_runs")  # before the per-part probe below, which holds extra buffers
         # Where one batch's time goes (first batch, each part timed separately, min of 2).
         ids = [int(u) for u in eval_users.user_ids[: min(args.eval_batch, n_eval)]]
         parts: dict[str, float] = {}
@@ -549,9 +550,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"ndcg@20 {metrics.get('ndcg@20', float('nan')):.4f}, itemcoverage@20 {metrics.get('itemcoverage@20', float('nan')):.4f}"
         )
         del user_emb, item_emb
-        mark_memory("after_eval")
+        mark_memory("after_eval_breakdown")
 
-    peak_ours_mb = peak_rss_mb()
+    # Our pipeline's peak: everything up to the timed evaluation runs (the per-part eval probe and the
+    # reference come after and may add their own buffers).
+    peak_ours_mb = out["memory_mb"].get("after_eval_runs", {}).get("peak_rss", peak_rss_mb())
 
     # ------------------------------------------------------------------------------------ reference
     say()
@@ -636,7 +639,7 @@ def main(argv: list[str] | None = None) -> dict:
     if ratio is not None:
         say(f"{'eval time ours / bare':40s} {ratio:13.2f}x  {'<= ' + str(TARGET_EVAL_OVERHEAD) + 'x':>10s}  {verdict(tg['eval_overhead_met'])}")
     say(f"{'peak RSS, whole process':40s} {peak / 1024:12.2f}GB  {'< ' + str(TARGET_PEAK_RSS_GB) + ' GB':>10s}  {verdict(tg['peak_rss_met'])}")
-    say(f"{'peak RSS before the reference ran':40s} {peak_ours_mb / 1024:12.2f}GB  {'< ' + str(TARGET_PEAK_RSS_GB) + ' GB':>10s}  {verdict(tg['peak_rss_before_reference_met'])}")
+    say(f"{'peak RSS of our pipeline (pre-reference)':40s} {peak_ours_mb / 1024:12.2f}GB  {'< ' + str(TARGET_PEAK_RSS_GB) + ' GB':>10s}  {verdict(tg['peak_rss_before_reference_met'])}")
     say(f"{'propagation max |ours - PyG|':40s} {checks['propagation_max_abs_diff']:14.2e}  {'< ' + format(PROPAGATION_TOL, 'g'):>10s}  {verdict(tg['propagation_match'])}")
     say("memory by phase (MB; peak is cumulative): " + ", ".join(f"{k} rss {v['rss']:.0f}/peak {v['peak_rss']:.0f}" for k, v in out["memory_mb"].items() if isinstance(v, dict)))
     say(f"load avg at start {out['env']['loadavg_start']}, at end {out['env']['loadavg_end']} (timings are only meaningful on an idle machine)")

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from graphrec_lab.data.cache import load_or_build
-from graphrec_lab.data.graph import InteractionGraph
+from graphrec_lab.data.graph import DataValidationError, InteractionGraph
 from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty
 from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers
 from graphrec_lab.data.synthetic import generate_synthetic
@@ -156,6 +156,13 @@ class InteractionDataModule(pl.LightningDataModule):
             self._train_csr = CSR(graph.train.users, graph.train.items, graph.num_users)
             self._val_csr = CSR(graph.val.users, graph.val.items, graph.num_users)
             self._test_csr = CSR(graph.test.users, graph.test.items, graph.num_users)
+            for split, csr in (("validation", self._val_csr), ("test", self._test_csr)):
+                if int((csr.degree > 0).sum()) == 0:
+                    raise DataValidationError(
+                        f"{graph.name}: no user has {split} interactions after preprocessing "
+                        f"(data.split={self.preprocess.split!r}, ratios={list(self.preprocess.ratios)}, "
+                        f"val_fraction={self.preprocess.val_fraction}); nothing could be evaluated"
+                    )
 
     # ------------------------------------------------------------------ what the task needs
     @property

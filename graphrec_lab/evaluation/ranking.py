@@ -20,17 +20,20 @@ def mask_scores(scores: Tensor, exclude: Tensor) -> Tensor:
 
 def topk_stable(scores: Tensor, k: int) -> Tensor:
     """Indices of the top ``k`` items per row, ties broken by lower item id: [B, I] -> [B, k]."""
-    k = min(k, scores.size(1))
-    values, index = scores.topk(k, dim=1)
-    # 1) Order inside the top-k: by value descending, then item id ascending.
+    num_items = scores.size(1)
+    k = min(k, num_items)
+    # One extra column tells whether a tie straddles the cut-off: exactly when the (k+1)-th value
+    # equals the k-th (cheaper than a full comparison pass over the scores).
+    values, index = scores.topk(min(k + 1, num_items), dim=1)
+    straddles = values[:, k] == values[:, k - 1] if k < num_items else None
+    values, index = values[:, :k], index[:, :k]
+    # Order inside the top-k: by value descending, then item id ascending.
     by_id = index.argsort(dim=1)
     index, values = index.gather(1, by_id), values.gather(1, by_id)
     by_value = values.argsort(dim=1, descending=True, stable=True)
-    index, values = index.gather(1, by_value), values.gather(1, by_value)
-    # 2) Rows where a tie straddles the cut-off may have kept a higher id than the rule allows.
-    kth = values[:, -1:]
-    straddles = (scores >= kth).sum(dim=1) > k
-    if bool(straddles.any()):
+    index = index.gather(1, by_value)
+    # Rows with a straddling tie may have kept a higher id than the rule allows: sort them fully.
+    if straddles is not None and bool(straddles.any()):
         rows = straddles.nonzero().flatten()
         index[rows] = scores[rows].sort(dim=1, descending=True, stable=True).indices[:, :k]
     return index

@@ -104,6 +104,12 @@ def test_topk_stable_breaks_ties_by_item_id():
     scores = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
     assert topk_stable(scores.clone(), 2).tolist() == [[1, 2], [0, 1]]
     assert topk_stable(scores.clone(), 4).tolist() == [[1, 2, 4, 3], [0, 1, 2, 3]]
+    # k at and beyond the catalogue size: the whole row in rule order.
+    assert topk_stable(scores.clone(), 5).tolist() == [[1, 2, 4, 3, 0], [0, 1, 2, 3, 4]]
+    assert topk_stable(scores.clone(), 9).tolist() == [[1, 2, 4, 3, 0], [0, 1, 2, 3, 4]]
+    # Masked (-inf) items tie among themselves at the cut-off.
+    masked = torch.tensor([[float("-inf"), 2.0, float("-inf"), float("-inf")]])
+    assert topk_stable(masked, 3).tolist() == [[1, 0, 2]]
 
 
 def test_topk_stable_equals_full_stable_sort_on_random_rows():

@@ -135,6 +135,14 @@ def read_movielens_100k(folder: str | Path) -> RawInteractions:
     folder = Path(folder)
     user, item, rating, timestamp = _read_ratings(folder / "u.data")
     info = _read_info(folder / "u.info")
+    for ids, kind in ((user, "users"), (item, "items")):
+        declared = info.get(kind)
+        if declared is not None and ids.size and int(ids.max()) > declared:
+            k = int(np.flatnonzero(ids > declared)[0])
+            raise format_error(
+                folder / "u.data", _lines(folder / "u.data")[k][0],
+                f"{kind[:-1]} id {int(ids[k])} is out of range: u.info declares {declared} {kind}",
+            )
     num_users = max(int(user.max()) if user.size else 0, info.get("users", 0))
     num_items = max(int(item.max()) if item.size else 0, info.get("items", 0))
 
