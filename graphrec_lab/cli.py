@@ -17,6 +17,16 @@ from graphrec_lab.config import ConfigError, compose, config_dir
 USAGE = __doc__ or ""
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from graphrec_lab.data.graph import DataValidationError
+    from graphrec_lab.data.sources import DataFormatError, DatasetNotFoundError
+
+    return (ConfigError, DataFormatError, DatasetNotFoundError, DataValidationError)
+
+
+USER_ERRORS = _user_errors()
+
+
 def _hydra_run() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -26,7 +36,10 @@ def _hydra_run() -> None:
         from graphrec_lab.experiment import run_experiment
 
         overrides = list(HydraConfig.get().overrides.task)
-        metrics = run_experiment(cfg, overrides=overrides)
+        try:
+            metrics = run_experiment(cfg, overrides=overrides)
+        except USER_ERRORS as exc:  # a clear one-line message, not a traceback
+            sys.exit(f"{type(exc).__name__}: {exc}")
         return metrics.get(str(cfg.optimized_metric))
 
     _main()
@@ -58,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
             _data(rest)
         else:
             raise SystemExit(f"unknown command {command!r}\n{USAGE}")
-    except ConfigError as exc:
-        raise SystemExit(f"config error: {exc}") from None
+    except USER_ERRORS as exc:
+        raise SystemExit(f"{type(exc).__name__}: {exc}") from None
 
 
 if __name__ == "__main__":

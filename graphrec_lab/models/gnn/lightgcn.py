@@ -4,28 +4,33 @@ Recommendation", SIGIR 2020).
 Propagation over the symmetrically normalised user-item graph without transforms or
 non-linearities, then a layer mean:
 
-    E^(k+1) = D^-1/2 A D^-1/2 E^(k),      E = mean_{k=0..K} E^(k)
+    E^(k+1) = D^-1/2 A D^-1/2 E^(k)           [N, d], N = U + I
+    E = mean_{k=0..K} E^(k)                    [N, d]
 
-``E^(0)`` [(U+I), d] are the free embeddings (normal init, std 0.1 as in LightGCN-PyTorch; the paper's
-TensorFlow code uses ``init="xavier_uniform"``). L2 acts on the batch's ``E^(0)`` rows only (the task does it).
+``E^(0)`` [N, d] are the free embeddings (normal init, std 0.1 as in LightGCN-PyTorch; the paper's
+TensorFlow code uses ``init="xavier_uniform"``) or projected input features. L2 acts on the batch's
+``E^(0)`` rows only (the task does it). SGL, SimGCL and XSimGCL reuse this encoder.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 from torch import Tensor, nn
 
 from graphrec_lab.data.train_graph import TrainGraph, symmetric_spmm
-from graphrec_lab.models.base import Recommender, init_embedding
+from graphrec_lab.models.gnn.base import GraphRecommender
 
 
-class LightGCN(Recommender):
+class LightGCN(GraphRecommender):
     """Args:
         num_users, num_items: node counts.
         embedding_dim: d (paper: 64).
         num_layers: K (paper: 3).
         init: ``normal`` (std ``init_std``), ``xavier_normal`` (RecBole) or ``xavier_uniform``.
         init_std: standard deviation for ``init=normal``.
+        user_features, item_features, feature_mode: optional input features (``models.inputs``).
+        readout: ``mean`` over layers 0..K (the paper); SimGCL/XSimGCL use ``mean_no_ego``.
     """
 
     def __init__(
@@ -36,23 +41,20 @@ class LightGCN(Recommender):
         num_layers: int = 3,
         init: str = "normal",
         init_std: float = 0.1,
+        user_features: Tensor | None = None,
+        item_features: Tensor | None = None,
+        feature_mode: str = "id",
+        readout: str = "mean",
     ) -> None:
-        super().__init__(num_users, num_items)
-        self.num_layers = num_layers
-        self.embedding = nn.Embedding(num_users + num_items, embedding_dim)
-        init_embedding(self.embedding.weight, init, init_std)
+        super().__init__(
+            num_users, num_items, embedding_dim, num_layers, readout, init, init_std, user_features, item_features, feature_mode
+        )
 
-    def forward(self, graph: TrainGraph) -> tuple[Tensor, Tensor]:
-        x = self.embedding.weight  # [U+I, d]
-        out = x
-        for _ in range(self.num_layers):
-            # The normalised adjacency is symmetric, so the backward reuses it (no CSR transpose).
-            x = symmetric_spmm(graph.norm_adj, x)
-            out = out + x
-        out = out / (self.num_layers + 1)
-        return torch.split(out, [self.num_users, self.num_items])
+    @property
+    def embedding(self) -> nn.Embedding | None:
+        """The shared [U+I, d] ID table (None when features replace both sides' IDs)."""
+        return self.input.embedding
 
-    def ego_embeddings(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> list[Tensor]:
-        n = self.num_users
-        rows = self.embedding.weight.index_select(0, torch.cat([users, pos_items + n, neg_items + n]))
-        return list(rows.split([users.numel(), pos_items.numel(), neg_items.numel()]))
+    def layer(self, k: int, x: Tensor, graph: TrainGraph, state: Any) -> Tensor:
+        # The normalised adjacency is symmetric, so the backward reuses it (no CSR transpose).
+        return symmetric_spmm(graph.norm_adj, x)
