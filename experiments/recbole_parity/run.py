@@ -15,6 +15,7 @@ from pathlib import Path
 
 from graphrec_lab.config import compose
 from graphrec_lab.experiment import run_experiment
+from graphrec_lab.tracking.results import ResultStore
 
 HERE = Path(__file__).resolve().parent
 # Measured with RecBole 1.2.1 on this machine, seed 2020, validation every 5 epochs (issue #2).
@@ -30,48 +31,64 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def table(runs_by_model: dict[str, list[dict[str, float]]]) -> str:
+    lines = [
+        "| model | seeds | test Recall@20 | test NDCG@20 | best epoch | epochs run | s / epoch | RecBole 1.2.1 Recall@20 / NDCG@20 (seed 2020) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, runs in runs_by_model.items():
+        ref = RECBOLE.get(model, {})
+        lines.append(
+            f"| {model} | {len(runs)} | {mean_std([r['test/recall@20'] for r in runs])} | {mean_std([r['test/ndcg@20'] for r in runs])} "
+            f"| {mean_std([r['best_epoch'] + 1 for r in runs])} | {mean_std([r['epochs'] for r in runs])} "
+            f"| {mean_std([r['time/epoch_s'] for r in runs])} "
+            f"| {ref.get('recall@20', '-')} / {ref.get('ndcg@20', '-')} ({ref.get('note', '')}) |"
+        )
+    return "\n".join(lines)
+
+
+def from_store(out: str) -> dict[str, list[dict[str, float]]]:
+    """Metrics of finished runs in the result store, by model config name (last run per seed wins)."""
+    by_model: dict[str, dict[int, dict[str, float]]] = {}
+    for record in ResultStore(Path(out) / "results.jsonl").read():
+        if record.get("group") != "recbole_parity":
+            continue
+        target = record["config"]["model"]["_target_"].rsplit(".", 1)[-1]
+        model = {"MatrixFactorization": "bprmf", "LightGCN": "lightgcn"}.get(target, target.lower())
+        by_model.setdefault(model, {})[record["seed"]] = record["metrics"]
+    return {m: [runs[s] for s in sorted(runs)] for m, runs in by_model.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
     parser.add_argument("--models", nargs="+", default=["bprmf", "lightgcn"])
     parser.add_argument("--out", default=str(HERE / "outputs"))
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the table from the result store")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = parser.parse_args()
 
-    rows = []
-    for model in args.models:
-        runs = []
-        for seed in args.seeds:
-            overrides = [
-                "experiment=ml100k_recbole",
-                f"model={model}",
-                f"seed={seed}",
-                f"paths.root={args.out}",
-                "logger=csv",
-                f"group=recbole_parity",
-                *args.overrides,
-            ]
-            runs.append(run_experiment(compose(overrides), overrides))
-        rows.append((model, runs))
+    if not args.report_only:
+        for model in args.models:
+            for seed in args.seeds:
+                overrides = [
+                    "experiment=ml100k_recbole",
+                    f"model={model}",
+                    f"seed={seed}",
+                    f"paths.root={args.out}",
+                    "logger=csv",
+                    "group=recbole_parity",
+                    *args.overrides,
+                ]
+                run_experiment(compose(overrides), overrides)
 
-    lines = [
-        "| model | test Recall@20 | test NDCG@20 | best epoch | epochs run | s / epoch | RecBole 1.2.1 Recall@20 / NDCG@20 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for model, runs in rows:
-        ref = RECBOLE.get(model, {})
-        lines.append(
-            f"| {model} | {mean_std([r['test/recall@20'] for r in runs])} | {mean_std([r['test/ndcg@20'] for r in runs])} "
-            f"| {mean_std([r['best_epoch'] + 1 for r in runs])} | {mean_std([r['epochs'] for r in runs])} "
-            f"| {mean_std([r['time/epoch_s'] for r in runs])} "
-            f"| {ref.get('recall@20', '-')} / {ref.get('ndcg@20', '-')} ({ref.get('note', '')}) |"
-        )
-    table = "\n".join(lines)
-    seeds = " ".join(str(s) for s in args.seeds)
+    text = table(from_store(args.out))
     (HERE / "results.md").write_text(
-        f"Seeds: {seeds}. Command: `python experiments/recbole_parity/run.py --seeds {seeds}`\n\n{table}\n"
+        "Command: `GRAPHREC_DATA_DIR=../shared/datasets python experiments/recbole_parity/run.py` "
+        "(the table is rebuilt from `outputs/results.jsonl`; `--report-only` rebuilds it without training).\n\n"
+        f"{text}\n"
     )
-    print(table)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ class Recommender(nn.Module):
         self.num_items = num_items
 
     def forward(self, graph: TrainGraph) -> tuple[Tensor, Tensor]:
-        """Final embeddings: users [U, D] and items [I, D]."""
+        """Final embeddings: users [U, D] and items [I, D].
+
+        Trainable models also accept ``perturb_eps: float = 0.0`` and ``generator`` (SimGCL-style noise
+        views); graph models (``gnn.base.GraphRecommender``) add ``propagate`` (per-layer outputs),
+        ``readout`` and ``drop_edges``/``drop_nodes`` (graph views)."""
         raise NotImplementedError
 
     def ego_embeddings(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> list[Tensor]:

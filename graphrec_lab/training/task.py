@@ -7,17 +7,21 @@ checkpoint). Models stay plain ``nn.Module``s; nothing here is model-specific.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch import Tensor
+from hydra.utils import instantiate
+from torch import Tensor, nn
 
 from graphrec_lab.data.sampling import EvalBatch, TrainBatch
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
 from graphrec_lab.models.base import Recommender
+from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
+from graphrec_lab.training.objectives import Objective, StepContext
 
 
 class RecommendationTask(pl.LightningModule):
@@ -30,6 +34,10 @@ class RecommendationTask(pl.LightningModule):
             the batch's layer-0 embeddings, which is ``l2_reg``).
         l2_reg: weight of ``l2_batch_loss`` on the batch's layer-0 embeddings.
         ks, metrics: evaluation cut-offs and metric names (see ``evaluation.evaluator``).
+        objectives: extra losses added to BPR + L2, by name (``training.objectives``; e.g. SGL's,
+            SimGCL's, XSimGCL's contrastive terms). Values may be ``Objective``s or config nodes with a
+            ``_target_`` (run_experiment instantiates the task non-recursively). Each is logged per
+            epoch as ``train/<name>``.
     """
 
     def __init__(
@@ -40,15 +48,19 @@ class RecommendationTask(pl.LightningModule):
         l2_reg: float = 1e-4,
         ks: Sequence[int] = (10, 20),
         metrics: Sequence[str] = METRICS,
+        objectives: Mapping[str, Objective | Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        self.objectives = nn.ModuleDict(
+            {name: obj if isinstance(obj, Objective) else instantiate(obj) for name, obj in (objectives or {}).items()}
+        )
         self.lr = lr
         self.weight_decay = weight_decay
         self.l2_reg = l2_reg
         self.val_evaluator = FullRankingEvaluator(model.num_items, ks, metrics)
         self.test_evaluator = FullRankingEvaluator(model.num_items, ks, metrics)
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "objectives"])  # objectives: in the run record's config
         self._graph: TrainGraph | None = None
         self._eval_embeddings: tuple[Tensor, Tensor] | None = None
 
@@ -66,8 +78,20 @@ class RecommendationTask(pl.LightningModule):
         return self._graph
 
     # -------------------------------------------------------------- training
+    def _bpr_pass(self, graph: TrainGraph) -> tuple[Tensor, Tensor, list[Tensor] | None]:
+        """The pass BPR scores: users [U, D], items [I, D] and, for graph models, the per-layer list."""
+        if not isinstance(self.model, GraphRecommender):
+            user_emb, item_emb = self.model(graph)
+            return user_emb, item_emb, None
+        # XSimGCL's objective perturbs the BPR pass itself (and contrasts its layers).
+        eps = max((o.main_perturb_eps for o in self.objectives.values()), default=0.0)
+        layers = self.model.propagate(graph, perturb_eps=eps)
+        user_emb, item_emb = self.model.split(self.model.readout(layers))
+        return user_emb, item_emb, layers
+
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
-        user_emb, item_emb = self.model(self.graph)
+        graph = self.graph
+        user_emb, item_emb, layers = self._bpr_pass(graph)
         # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
         u = user_emb.index_select(0, batch.users)
         items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
@@ -77,21 +101,33 @@ class RecommendationTask(pl.LightningModule):
         reg = bpr.new_zeros(())
         if self.l2_reg > 0:
             reg = self.l2_reg * l2_batch_loss(self.model.ego_embeddings(batch.users, batch.pos_items, batch.neg_items))
+        terms = [bpr, reg]
+        if len(self.objectives):
+            ctx = StepContext(self.model, graph, batch, layers, user_emb, item_emb)
+            terms += [objective(ctx) for objective in self.objectives.values()]
         # Epoch means are accumulated here and logged once per epoch: a self.log call per step costs
         # about as much as a LightGCN step on ml-100k.
         n = len(batch)
-        self._train_sums += torch.stack([bpr.detach() * n, reg.detach() * n, bpr.new_tensor(float(n))])
-        return bpr + reg
+        self._train_sums += torch.stack([*(t.detach() * n for t in terms), bpr.new_tensor(float(n))])
+        loss = terms[0]
+        for t in terms[1:]:
+            loss = loss + t
+        return loss
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(3, device=self.device)
+        self._train_sums = torch.zeros(3 + len(self.objectives), device=self.device)
+        for objective in self.objectives.values():
+            objective.on_train_epoch_start(self.model, self.graph)
 
     def on_train_epoch_end(self) -> None:
         sums = self._train_sums
         if self.trainer.world_size > 1:
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        bpr, reg = (sums[:2] / sums[2].clamp(min=1)).tolist()
-        self.log_dict({"train/bpr": bpr, "train/l2": reg, "train/loss": bpr + reg}, sync_dist=False)
+        means = (sums[:-1] / sums[-1].clamp(min=1)).tolist()
+        names = ["bpr", "l2", *self.objectives.keys()]
+        logged = {f"train/{name}": value for name, value in zip(names, means)}
+        logged["train/loss"] = sum(means)
+        self.log_dict(logged, sync_dist=False)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):  # typed batches move themselves
         if isinstance(batch, (TrainBatch, EvalBatch)):

@@ -147,13 +147,17 @@ class _EdgeWeightedSpMM(torch.autograd.Function):
         return None, grad_w, grad_x
 
 
-def attention_propagate(s: EdgeStructure, x: Tensor, score_src: Tensor, score_dst: Tensor, negative_slope: float) -> Tensor:
+def attention_propagate(
+    s: EdgeStructure, x: Tensor, score_src: Tensor, score_dst: Tensor, negative_slope: float, dropout: float = 0.0
+) -> Tensor:
     """GAT aggregation: ``out_i = sum_j alpha_ij x_j`` with
     ``alpha_ij = softmax_j(LeakyReLU(score_dst[i] + score_src[j]))`` over i's in-neighbours.
 
     x [N, H, C], score_src/score_dst [N, H] -> [N, H, C]."""
     logits = F.leaky_relu(score_dst.index_select(0, s.rows) + score_src.index_select(0, s.cols), negative_slope)
     alpha = segment_softmax(logits, s.rows, num_nodes=s.n)  # [E', H], scatter_reduce based (pure torch)
+    if dropout > 0:
+        alpha = F.dropout(alpha, dropout)
     return _EdgeWeightedSpMM.apply(s, alpha, x)
 
 
