@@ -295,6 +295,22 @@ def test_misspelt_objective_key_is_rejected():
         validate_config(cfg)
 
 
+# Per-model budgets on the 120-user x 150-item test graph (lr 0.01, validation every 5 epochs).
+# SSL weights: the papers' lambdas (SGL 0.1, SimGCL 0.5, XSimGCL 0.2) are tuned on graphs of 30k+
+# users where a 2048-sample batch touches a few percent of the nodes. Here one 1024-sample batch holds
+# every user, so InfoNCE (gradient ~1/(tau*|e|) per row, |e| ~ 0.1 at init) acts on every node at every
+# step, ~1000x BPR's per-row gradient, and BPR never leaves log(2): paper-weight SimGCL ends at NDCG
+# 0.07 (an independent SELFRec-style reimplementation on the same data does the same, 0.02-0.07),
+# below popularity. lambda = 0.02 restores the balance (SimGCL 0.26, SGL 0.33, XSimGCL 0.33).
+# GatedGNN is still improving at epoch 20 (GRU updates): 40 epochs.
+BUDGETS: dict[str, list[str]] = {
+    "sgl": ["task.objectives.sgl.weight=0.02"],
+    "simgcl": ["task.objectives.simgcl.weight=0.02"],
+    "xsimgcl": ["task.objectives.xsimgcl.weight=0.02"],
+    "gated": ["trainer.max_epochs=40"],
+}
+
+
 @pytest.mark.slow
 def test_every_model_beats_popularity_on_synthetic(out_dir):
     from graphrec_lab.experiment import run_experiment
@@ -304,6 +320,8 @@ def test_every_model_beats_popularity_on_synthetic(out_dir):
     pop = run_experiment(compose(base + ["model=pop"]))["val/ndcg@20"]
     scores = {}
     for name in ["bprmf", "lightgcn", *ZOO]:
-        scores[name] = run_experiment(compose(base + [f"model={name}", "task.lr=0.01"]))["val/ndcg@20"]
-    losers = {k: v for k, v in scores.items() if v <= pop}
+        cfg = compose(base + [f"model={name}", "task.lr=0.01", *BUDGETS.get(name, [])])
+        scores[name] = run_experiment(cfg)["val/ndcg@20"]
+    # A clear margin, not a tie: every model must beat popularity by 10% relative.
+    losers = {k: v for k, v in scores.items() if v <= 1.1 * pop}
     assert not losers, f"popularity {pop:.4f}; {scores}"
