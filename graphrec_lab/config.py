@@ -116,6 +116,13 @@ def validate_config(cfg: DictConfig) -> None:
     for group in ("data", "model", "task", "trainer"):
         if group not in cfg or cfg[group] is None or "_target_" not in cfg[group]:
             raise ConfigError(f"config group '{group}' is missing or has no _target_")
+    for group in ("callbacks", "logger"):
+        for key, node in (cfg.get(group) or {}).items():
+            if node is not None and "_target_" not in node:
+                raise ConfigError(
+                    f"'{group}.{key}' has no _target_ (an experiment may set keys of a {group[:-1]} "
+                    f"that the selected {group} config does not define)"
+                )
     for group in ("data", "model", "task", "trainer", "callbacks", "logger"):
         if group in cfg and cfg[group] is not None:
             _walk(cfg[group], group)

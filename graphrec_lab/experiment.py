@@ -60,7 +60,11 @@ def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> dict[
     timer = EpochTimer()
     callbacks.append(timer)
     loggers = _loggers(cfg, run_dir, name)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir))
+    # _partial_: pass live callback and logger objects straight to the constructor (Hydra would try
+    # to turn them into config nodes).
+    trainer: pl.Trainer = instantiate(cfg.trainer, _partial_=True)(
+        callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
+    )
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
         lg.log_hyperparams(resolved)  # type: ignore[arg-type]

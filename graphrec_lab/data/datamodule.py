@@ -156,13 +156,6 @@ class InteractionDataModule(pl.LightningDataModule):
             self._train_csr = CSR(graph.train.users, graph.train.items, graph.num_users)
             self._val_csr = CSR(graph.val.users, graph.val.items, graph.num_users)
             self._test_csr = CSR(graph.test.users, graph.test.items, graph.num_users)
-            for split, csr in (("validation", self._val_csr), ("test", self._test_csr)):
-                if int((csr.degree > 0).sum()) == 0:
-                    raise DataValidationError(
-                        f"{graph.name}: no user has {split} interactions after preprocessing "
-                        f"(data.split={self.preprocess.split!r}, ratios={list(self.preprocess.ratios)}, "
-                        f"val_fraction={self.preprocess.val_fraction}); nothing could be evaluated"
-                    )
 
     # ------------------------------------------------------------------ what the task needs
     @property
@@ -186,10 +179,18 @@ class InteractionDataModule(pl.LightningDataModule):
         """
         self.setup()
         if split == "val":
-            return EvalUsers(target=self._val_csr, exclude=self._train_csr)
-        if split == "test":
-            return EvalUsers(target=self._test_csr, exclude=CSR.merge(self._train_csr, self._val_csr))
-        raise ValueError(f"unknown evaluation split {split!r}")
+            users = EvalUsers(target=self._val_csr, exclude=self._train_csr)
+        elif split == "test":
+            users = EvalUsers(target=self._test_csr, exclude=CSR.merge(self._train_csr, self._val_csr))
+        else:
+            raise ValueError(f"unknown evaluation split {split!r}")
+        if len(users) == 0:
+            raise DataValidationError(
+                f"{self.dataset}: no user has {split} interactions after preprocessing "
+                f"(data.split={self.preprocess.split!r}, ratios={list(self.preprocess.ratios)}, "
+                f"val_fraction={self.preprocess.val_fraction}); nothing can be evaluated"
+            )
+        return users
 
     def skipped_users(self, split: str) -> int:
         """Users with training history but no held-out items in ``split`` (not evaluated)."""
