@@ -29,10 +29,10 @@ RECBOLE = {
 BUDGET = {"lightgcn": ["trainer.max_epochs=400"]}
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], digits: int = 4) -> str:
     if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(runs_by_model: dict[str, list[dict[str, float]]]) -> str:
@@ -44,8 +44,8 @@ def table(runs_by_model: dict[str, list[dict[str, float]]]) -> str:
         ref = RECBOLE.get(model, {})
         lines.append(
             f"| {model} | {len(runs)} | {mean_std([r['test/recall@20'] for r in runs])} | {mean_std([r['test/ndcg@20'] for r in runs])} "
-            f"| {mean_std([r['best_epoch'] + 1 for r in runs])} | {mean_std([r['epochs'] for r in runs])} "
-            f"| {mean_std([r['time/epoch_s'] for r in runs])} "
+            f"| {mean_std([r['best_epoch'] + 1 for r in runs], 0)} | {mean_std([r['epochs'] for r in runs], 0)} "
+            f"| {mean_std([r['time/epoch_s'] for r in runs], 2)} "
             f"| {ref.get('recall@20', '-')} / {ref.get('ndcg@20', '-')} ({ref.get('note', '')}) |"
         )
     return "\n".join(lines)
