@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ SHARED_DATA = Path(os.environ.get("GRAPHREC_DATA_DIR", REPO.parent / "shared" / 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests never write processed data into the repository (or a user's cache).
+os.environ["GRAPHREC_CACHE_DIR"] = tempfile.mkdtemp(prefix="graphrec-test-cache-")
 
 
 @pytest.fixture()
