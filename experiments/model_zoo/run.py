@@ -23,6 +23,7 @@ from pathlib import Path
 
 from graphrec_lab.config import compose
 from graphrec_lab.experiment import run_experiment
+from graphrec_lab.tracking.results import ResultStore
 
 HERE = Path(__file__).resolve().parent
 MODELS = ["pop", "bprmf", "lightgcn", "gcn", "gat", "gin", "sage", "gated", "ngcf", "sgl", "simgcl", "xsimgcl"]
@@ -67,6 +68,16 @@ def protocol(args: argparse.Namespace) -> tuple[list[str], str]:
     return over, f"synthetic default graph, {epochs} epochs, validation every epoch"
 
 
+def from_store(out: Path, group: str, models: list[str], seeds: list[int]) -> list[tuple[str, list[dict], list[str]]]:
+    """Finished runs of this table from ``out/results.jsonl`` (the last run per model and seed)."""
+    found: dict[str, dict[int, dict]] = {}
+    for record in ResultStore(out / "results.jsonl").read():
+        model = next((o.split("=", 1)[1] for o in record.get("overrides", []) if o.startswith("model=")), None)
+        if record.get("group") == group and model in models and record["seed"] in seeds:
+            found.setdefault(model, {})[record["seed"]] = record["metrics"]
+    return [(m, [found[m][s] for s in sorted(found[m])], []) for m in models if m in found]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=["ml100k", "gowalla", "synthetic"], default="ml100k")
@@ -75,6 +86,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="max epochs (gowalla default 200)")
     parser.add_argument("--max-hours", type=float, default=2.0, help="gowalla: training hours per run")
     parser.add_argument("--out", default=str(HERE / "outputs"))
+    parser.add_argument("--report-only", action="store_true", help="rebuild the table from the result store, no training")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
 
@@ -82,7 +94,7 @@ def main() -> None:
     out = Path(args.out)
     rows = []
     t0 = time.perf_counter()
-    for model in args.models:
+    for model in args.models if not args.report_only else []:
         runs, errors = [], []
         for seed in args.seeds:
             overrides = [
@@ -95,6 +107,9 @@ def main() -> None:
                 errors.append(f"seed {seed}: {type(exc).__name__}: {exc}")
         rows.append((model, runs, errors))
         print(f"[{time.perf_counter() - t0:8.0f} s] {model}: {len(runs)} runs, {len(errors)} errors", flush=True)
+
+    if args.report_only:
+        rows = from_store(out, f"model_zoo-{args.data}", args.models, args.seeds)
 
     lines = [
         "| model | test Recall@20 | test NDCG@20 | val NDCG@20 | epochs to best val | epochs run | s / epoch |",
