@@ -27,6 +27,13 @@ class ResultStore:
         with open(self.path, "a", encoding="utf-8") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                # A crash elsewhere may have left a torn last line: start ours on a fresh line so the
+                # torn bytes do not swallow this record too.
+                if fh.tell() > 0:
+                    with open(self.path, "rb") as tail:
+                        tail.seek(-1, os.SEEK_END)
+                        if tail.read(1) != b"\n":
+                            line = "\n" + line
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
