@@ -17,24 +17,16 @@ first, with the same early stopping. The budget is written above the table.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 from graphrec_lab.config import compose
 from graphrec_lab.experiment import run_experiment
+from graphrec_lab.reporting import mean_std
 from graphrec_lab.tracking.results import ResultStore
 
 HERE = Path(__file__).resolve().parent
 MODELS = ["pop", "bprmf", "lightgcn", "gcn", "gat", "gin", "sage", "gated", "ngcf", "sgl", "simgcl", "xsimgcl"]
-
-
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def _dhms(hours: float) -> str:

@@ -10,11 +10,11 @@ the RecBole figures measured on the same kind of machine.
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 from graphrec_lab.config import compose
 from graphrec_lab.experiment import run_experiment
+from graphrec_lab.reporting import mean_std
 from graphrec_lab.tracking.results import ResultStore
 
 HERE = Path(__file__).resolve().parent
@@ -27,12 +27,6 @@ RECBOLE = {
 
 # RecBole's LightGCN figure is after 400 epochs: give ours the same budget (early stopping stays on).
 BUDGET = {"lightgcn": ["trainer.max_epochs=400"]}
-
-
-def mean_std(values: list[float], digits: int = 4) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(runs_by_model: dict[str, list[dict[str, float]]]) -> str:
