@@ -55,8 +55,8 @@ class InteractionDataModule(pl.LightningDataModule):
         data_dir: where raw files live (``$GRAPHREC_DATA_DIR`` when unset).
         cache_dir: where processed graphs are cached (``"none"`` disables the cache).
         download: fetch missing files from the canonical source (fails clearly when offline).
-        split, ratios, val_fraction, rating_threshold, user_core, item_core, dedup, split_seed:
-            see ``PreprocessConfig``.
+        split, ratios, val_fraction, rating_threshold, user_core, item_core, dedup, split_seed,
+        cold_item_fraction, cold_item_seed, cold_holdout: see ``PreprocessConfig``.
         synthetic: keyword arguments of ``generate_synthetic`` for ``dataset=synthetic``.
         reader: keyword arguments for the dataset's reader.
         train_batch_size: BPR batch size. eval_batch_size: users per evaluation batch.
@@ -77,6 +77,9 @@ class InteractionDataModule(pl.LightningDataModule):
         item_core: int = 0,
         dedup: bool = True,
         split_seed: int = 2020,
+        cold_item_fraction: float = 0.0,
+        cold_item_seed: int | None = None,
+        cold_holdout: str = "interactions",
         synthetic: dict[str, Any] | None = None,
         reader: dict[str, Any] | None = None,
         train_batch_size: int = 2048,
@@ -98,6 +101,9 @@ class InteractionDataModule(pl.LightningDataModule):
             ratios=tuple(ratios),  # type: ignore[arg-type]
             val_fraction=val_fraction,
             seed=split_seed,
+            cold_item_fraction=cold_item_fraction,
+            cold_item_seed=cold_item_seed,
+            cold_holdout=cold_holdout,
         )
         self.synthetic = dict(synthetic or {})
         self.reader_kwargs = dict(reader or {})
@@ -124,12 +130,9 @@ class InteractionDataModule(pl.LightningDataModule):
         return parts
 
     def _source(self):
-        from graphrec_lab.data.sources import get_source
-        from graphrec_lab.data.sources.recbole_atomic import recbole_source
+        from graphrec_lab.data.sources import resolve_source
 
-        if self.dataset.startswith("recbole:"):
-            return recbole_source(self.dataset.split(":", 1)[1])
-        return get_source(self.dataset)
+        return resolve_source(self.dataset)  # registered, recbole:<name> or unisrec:<Prefix>
 
     def _build(self) -> InteractionGraph:
         if self.dataset == "synthetic":
@@ -191,6 +194,17 @@ class InteractionDataModule(pl.LightningDataModule):
                 f"val_fraction={self.preprocess.val_fraction}); nothing can be evaluated"
             )
         return users
+
+    def item_groups(self) -> dict[str, torch.Tensor]:
+        """Item groups for ``FullRankingEvaluator(item_groups=...)``: ``{"cold": [I] bool, "warm": [I]
+        bool}`` under the cold-start protocol (``cold_item_fraction > 0``), else ``{}``."""
+        from graphrec_lab.data.preprocess import cold_item_mask
+
+        graph = self.load_graph()
+        if not graph.meta.get("cold_items"):
+            return {}
+        cold = cold_item_mask(graph)
+        return {"cold": cold, "warm": ~cold}
 
     def skipped_users(self, split: str) -> int:
         """Users with training history but no held-out items in ``split`` (not evaluated)."""

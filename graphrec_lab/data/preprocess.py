@@ -25,6 +25,7 @@ from graphrec_lab.data.graph import (
 log = logging.getLogger(__name__)
 
 SPLIT_STRATEGIES = ("given", "ratio", "loo", "temporal")
+COLD_HOLDOUTS = ("interactions", "items")
 
 
 @dataclass
@@ -41,6 +42,14 @@ class PreprocessConfig:
         val_fraction: for "given" splits without validation rows: the share of each user's training
             interactions moved to validation (at least one training interaction is kept per user).
         seed: seed of every random choice in the split.
+        cold_item_fraction: the item cold-start protocol (``hold_out_cold_items``): this share of the
+            items with at least one interaction is removed from training entirely; 0 disables it.
+        cold_item_seed: seed of the choice of cold items (None: derived from ``seed``).
+        cold_holdout: where cold items' interactions go. "interactions": each user's cold training
+            interactions are divided between validation and test in the ratio ``ratios[1]:ratios[2]``
+            (held-out ones keep their split), so a cold item can be in both. "items": the cold items
+            themselves are divided in that ratio, and all interactions of a validation-cold item go
+            to validation, of a test-cold item to test (test cold items are unseen until test time).
     """
 
     rating_threshold: float | None = None
@@ -51,6 +60,9 @@ class PreprocessConfig:
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     val_fraction: float = 0.1
     seed: int = 2020
+    cold_item_fraction: float = 0.0
+    cold_item_seed: int | None = None
+    cold_holdout: str = "interactions"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,6 +73,15 @@ class PreprocessConfig:
             raise ValueError(f"data.ratios={list(self.ratios)}: expected three non-negative fractions")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction={self.val_fraction}: expected a value in [0, 1)")
+        if not 0.0 <= self.cold_item_fraction < 1.0:
+            raise ValueError(f"data.cold_item_fraction={self.cold_item_fraction}: expected a value in [0, 1)")
+        if self.cold_holdout not in COLD_HOLDOUTS:
+            raise ValueError(f"data.cold_holdout={self.cold_holdout!r}: expected one of {COLD_HOLDOUTS}")
+        if self.cold_item_fraction > 0 and self.ratios[1] + self.ratios[2] <= 0:
+            raise ValueError(
+                f"data.cold_item_fraction={self.cold_item_fraction} needs somewhere to put cold items' "
+                f"interactions, but data.ratios={list(self.ratios)} gives validation and test no share"
+            )
 
 
 def build_graph(raw: RawInteractions, cfg: PreprocessConfig, name: str) -> InteractionGraph:
@@ -77,6 +98,10 @@ def build_graph(raw: RawInteractions, cfg: PreprocessConfig, name: str) -> Inter
     raw = compact_ids(raw)
     gen = torch.Generator().manual_seed(cfg.seed)
     split = assign_split(raw, cfg, gen)
+    meta = {"source": raw.source, "raw_interactions": n_raw, "kept_interactions": len(raw)}
+    if cfg.cold_item_fraction > 0:
+        split, cold_meta = hold_out_cold_items(raw, split, cfg)
+        meta.update(cold_meta)
     graph = InteractionGraph(
         num_users=raw.num_users,
         num_items=raw.num_items,
@@ -91,7 +116,7 @@ def build_graph(raw: RawInteractions, cfg: PreprocessConfig, name: str) -> Inter
         social_edges=raw.social_edges,
         user_tokens=raw.user_tokens,
         item_tokens=raw.item_tokens,
-        meta={"source": raw.source, "raw_interactions": n_raw, "kept_interactions": len(raw)},
+        meta=meta,
     )
     log.info("%s: %s (split %s, hash %s)", name, graph.stats(), cfg.split, graph.content_hash())
     return graph
@@ -183,6 +208,86 @@ def assign_split(raw: RawInteractions, cfg: PreprocessConfig, gen: torch.Generat
     if cfg.split == "temporal":
         return temporal_split(raw, cfg.ratios)
     raise AssertionError(cfg.split)
+
+
+def hold_out_cold_items(raw: RawInteractions, split: Tensor, cfg: PreprocessConfig) -> tuple[Tensor, dict]:
+    """The item cold-start protocol on top of any split: returns the new labels [N] int8 and a report.
+
+    ``round(cfg.cold_item_fraction * n)`` of the ``n`` items with at least one interaction (at least
+    one, and never all) are drawn with a generator of their own (seeded by ``cfg.cold_item_seed``, or
+    derived from ``cfg.seed``), so the split of every warm interaction is exactly the split without
+    the protocol. No interaction of a cold item stays in training; where the others go is
+    ``cfg.cold_holdout`` (see ``PreprocessConfig``). On a file's own split (``split="given"``, e.g.
+    UniSRec's leave-one-out) warm users keep their next-item targets and additionally get their
+    cold purchases as held-out items, so overall metrics mix the two; evaluate with item groups
+    (``FullRankingEvaluator(item_groups=...)``) to read cold and warm items apart.
+
+    The report, stored in ``graph.meta``: ``cold_items`` (sorted dense ids), ``num_cold_items``,
+    ``cold_holdout``, ``cold_interactions``, ``cold_moved_from_train``, ``cold_val_interactions``,
+    ``cold_test_interactions``, ``users_without_train`` (users left with held-out items only) and,
+    for "items", ``cold_val_items``/``cold_test_items``.
+    """
+    seed = cfg.cold_item_seed if cfg.cold_item_seed is not None else (cfg.seed * 1_000_003 + 0xC01D) % (1 << 62)
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.bincount(raw.item, minlength=raw.num_items)
+    candidates = (counts > 0).nonzero().flatten()
+    n = candidates.numel()
+    if n < 2:
+        raise DataValidationError(f"{raw.source}: data.cold_item_fraction needs at least 2 items with interactions, got {n}")
+    n_cold = min(n - 1, max(1, round(cfg.cold_item_fraction * n)))
+    cold = candidates[torch.randperm(n, generator=gen)[:n_cold]].sort().values
+    is_cold = torch.zeros(raw.num_items, dtype=torch.bool)
+    is_cold[cold] = True
+    row_cold = is_cold[raw.item]
+    p_val = cfg.ratios[1] / (cfg.ratios[1] + cfg.ratios[2])
+    new = split.clone()
+    meta: dict = {}
+    if cfg.cold_holdout == "items":
+        perm = torch.randperm(n_cold, generator=gen)
+        n_val_items = round(p_val * n_cold)
+        label = torch.full((raw.num_items,), SPLIT_TEST, dtype=torch.int8)
+        label[cold[perm[:n_val_items]]] = SPLIT_VAL
+        new[row_cold] = label[raw.item[row_cold]]
+        meta["cold_val_items"] = cold[perm[:n_val_items]].sort().values.tolist()
+        meta["cold_test_items"] = cold[perm[n_val_items:]].sort().values.tolist()
+    else:
+        # Per user, a random n_val = floor(c * p_val + U) of the c cold training rows go to validation:
+        # unbiased for every c (rounding would send a user's single cold row always the same way).
+        idx = (row_cold & (split == SPLIT_TRAIN)).nonzero().flatten()
+        idx = idx[torch.randperm(idx.numel(), generator=gen)]
+        idx = idx[torch.argsort(raw.user[idx], stable=True)]
+        u = raw.user[idx]
+        per_user = torch.bincount(u, minlength=raw.num_users)
+        rank = torch.arange(u.numel()) - (torch.cumsum(per_user, 0) - per_user)[u]
+        n_val = torch.floor(per_user.double() * p_val + torch.rand(raw.num_users, generator=gen, dtype=torch.float64)).long()
+        to_val = rank < n_val[u]
+        new[idx[to_val]] = SPLIT_VAL
+        new[idx[~to_val]] = SPLIT_TEST
+    has_any = torch.bincount(raw.user, minlength=raw.num_users) > 0
+    has_train = torch.bincount(raw.user[new == SPLIT_TRAIN], minlength=raw.num_users) > 0
+    meta.update(
+        cold_items=cold.tolist(),
+        num_cold_items=n_cold,
+        cold_holdout=cfg.cold_holdout,
+        cold_interactions=int(row_cold.sum()),
+        cold_moved_from_train=int((row_cold & (split == SPLIT_TRAIN)).sum()),
+        cold_val_interactions=int((row_cold & (new == SPLIT_VAL)).sum()),
+        cold_test_interactions=int((row_cold & (new == SPLIT_TEST)).sum()),
+        users_without_train=int((has_any & ~has_train).sum()),
+    )
+    log.info(
+        "%s: %d cold items (%.1f%% of %d), %d interactions held out (%d val, %d test); %d users left without training items",
+        raw.source, n_cold, 100.0 * n_cold / n, n, meta["cold_interactions"], meta["cold_val_interactions"],
+        meta["cold_test_interactions"], meta["users_without_train"],
+    )
+    return new, meta
+
+
+def cold_item_mask(graph: InteractionGraph) -> Tensor:
+    """[num_items] bool: the graph's cold-start items (all False without the protocol)."""
+    mask = torch.zeros(graph.num_items, dtype=torch.bool)
+    mask[torch.as_tensor(graph.meta.get("cold_items", []), dtype=torch.long)] = True
+    return mask
 
 
 def recbole_split_counts(total: int, ratios: tuple[float, ...]) -> list[int]:

@@ -10,11 +10,18 @@ Definitions (per user with ``n`` held-out items, ``rel_j`` = 1 if the j-th ranke
     ndcg@K = sum_j rel_j / log2(j+1) / IDCG(min(n, K)),
     map@K = sum_j precision@j * rel_j / min(n, K)  (RecBole's definition),
     itemcoverage@K = share of all items that appear in some user's top K.
+
+Item groups (``item_groups={"cold": mask, ...}``) add ``<group>/<metric>@K`` for every per-user
+metric: the ranking is the same (over all items, same exclusions), but a user's held-out items are
+restricted to the group's items, and users without a held-out item in the group are skipped for
+that group. So ``cold/recall@20`` is the recall of cold items among each user's top 20 of all items.
+Item coverage is not computed per group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -42,6 +49,7 @@ _PER_USER = {
     "map": LinkPredMAP,
 }
 METRICS = (*_PER_USER, "itemcoverage")
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
 @contextmanager
@@ -64,9 +72,18 @@ class FullRankingEvaluator(nn.Module):
         num_items: size of the ranked catalogue.
         ks: cut-offs, e.g. (10, 20).
         metrics: names from ``METRICS``.
+        item_groups: optional ``{name: items}``, each a ``[num_items]`` bool mask or a 1-D tensor of
+            item ids; adds ``<name>/<metric>@<k>`` for every per-user metric (module docstring).
+            Names: letters, digits, ``_`` and ``-``.
     """
 
-    def __init__(self, num_items: int, ks: Sequence[int] = (10, 20), metrics: Sequence[str] = METRICS) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        ks: Sequence[int] = (10, 20),
+        metrics: Sequence[str] = METRICS,
+        item_groups: Mapping[str, Tensor] | None = None,
+    ) -> None:
         super().__init__()
         unknown = sorted(set(metrics) - set(METRICS))
         if unknown:
@@ -76,14 +93,44 @@ class FullRankingEvaluator(nn.Module):
         self.num_items = num_items
         self.ks = tuple(sorted(set(int(k) for k in ks)))
         self.max_k = max(self.ks)
+        self.metrics = self._collection(metrics, with_coverage=True)
+        group_metrics = [m for m in metrics if m in _PER_USER]
+        self.group_names: tuple[str, ...] = ()
+        self.group_metrics = nn.ModuleDict()
+        for name, items in (item_groups or {}).items():
+            if not _GROUP_NAME.match(name):
+                raise ValueError(f"item group name {name!r}: use letters, digits, '_' and '-' only")
+            if not group_metrics:
+                raise ValueError(f"item group {name!r}: metrics={list(metrics)} has no per-user metric to compute per group")
+            # Not persistent: groups are data (like the exclusion masks), not part of a checkpoint.
+            self.register_buffer(f"_group_{name}", _as_mask(items, num_items, name), persistent=False)
+            self.group_metrics[name] = self._collection(group_metrics, with_coverage=False)
+            self.group_names += (name,)
+        self.num_users = 0
+        self.group_num_users: dict[str, int] = {name: 0 for name in self.group_names}
+
+    def _collection(self, metrics: Sequence[str], with_coverage: bool) -> LinkPredMetricCollection:
         collection: dict[str, nn.Module] = {}
         with _default_dtype(torch.float64):  # states and NDCG's discount table in float64
             for name in metrics:
+                if name == "itemcoverage" and not with_coverage:
+                    continue
                 for k in self.ks:
-                    metric = LinkPredCoverage(k, num_items) if name == "itemcoverage" else _PER_USER[name](k)
+                    metric = LinkPredCoverage(k, self.num_items) if name == "itemcoverage" else _PER_USER[name](k)
                     collection[f"{name}@{k}"] = metric
-        self.metrics = LinkPredMetricCollection(collection)
-        self.num_users = 0
+        return LinkPredMetricCollection(collection)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every key ``compute`` returns: ``<metric>@<k>`` and ``<group>/<metric>@<k>``."""
+        names = list(self.metrics.keys())
+        for group in self.group_names:
+            names += [f"{group}/{key}" for key in self.group_metrics[group].keys()]
+        return names
+
+    def group_mask(self, name: str) -> Tensor:
+        """The ``[num_items]`` bool mask of item group ``name``."""
+        return getattr(self, f"_group_{name}")
 
     @torch.no_grad()
     def update(self, scores: Tensor, batch: EvalBatch) -> Tensor:
@@ -92,14 +139,44 @@ class FullRankingEvaluator(nn.Module):
         top = topk_stable(scores, self.max_k)
         with _default_dtype(torch.float64):
             self.metrics.update(top, batch.target)
+            for name in self.group_names:
+                # The same ranking; only held-out items of the group count, and only users with one.
+                # Updated even when empty (zero rows), so every rank calls the same updates.
+                target = batch.target[:, self.group_mask(name)[batch.target[1]]]
+                rows, row_of_target = torch.unique(target[0], return_inverse=True)
+                self.group_metrics[name].update(top[rows], torch.stack([row_of_target, target[1]]))
+                self.group_num_users[name] += rows.numel()
         self.num_users += batch.users.numel()
         return top
 
     def compute(self) -> dict[str, float]:
         """Means over all users seen since the last reset (synchronised across DDP ranks)."""
         with _default_dtype(torch.float64):
-            return {name: float(value) for name, value in self.metrics.compute().items()}
+            out = {name: float(value) for name, value in self.metrics.compute().items()}
+            for group in self.group_names:
+                values = self.group_metrics[group].compute()
+                out.update({f"{group}/{name}": float(value) for name, value in values.items()})
+        return out
 
     def reset(self) -> None:
         self.metrics.reset()
+        for group in self.group_names:
+            self.group_metrics[group].reset()
+            self.group_num_users[group] = 0
         self.num_users = 0
+
+
+def _as_mask(items: Tensor, num_items: int, name: str) -> Tensor:
+    """A ``[num_items]`` bool mask from a mask or an id tensor."""
+    items = torch.as_tensor(items)
+    if items.dtype == torch.bool:
+        if items.shape != (num_items,):
+            raise ValueError(f"item group {name!r}: a mask must have shape [{num_items}], got {list(items.shape)}")
+        return items.clone()
+    if items.dim() != 1 or items.is_floating_point():
+        raise ValueError(f"item group {name!r}: expected a [num_items] bool mask or a 1-D tensor of item ids")
+    if items.numel() and (int(items.min()) < 0 or int(items.max()) >= num_items):
+        raise ValueError(f"item group {name!r}: item ids must be in [0, {num_items})")
+    mask = torch.zeros(num_items, dtype=torch.bool)
+    mask[items.long()] = True
+    return mask

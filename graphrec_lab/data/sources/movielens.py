@@ -2,10 +2,17 @@
 
 Ids in the files are 1-based and dense; dense id ``k`` is file id ``k + 1``. ``u.item`` is
 Latin-1 (titles like "Misérables, Les (1995)"), not UTF-8.
+
+Item text is assembled from named fields of ``u.item`` (``ITEM_TEXT_FIELDS``): ``title`` as in the
+file ("Toy Story (1995)"), ``name`` (the title without a trailing "(YYYY)"), ``year`` (of the release
+date, else of the title's "(YYYY)"), ``genres`` (the set genre flags, "Animation, Children's,
+Comedy"; "" when none is set) and ``release_date`` ("01-Jan-1995"). The default is
+``"{title}. Genres: {genres}"``; ``text_fields`` / ``text_template`` choose others.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +20,7 @@ import torch
 
 from graphrec_lab.data.graph import RawInteractions
 from graphrec_lab.data.sources.base import format_error
+from graphrec_lab.data.text import assemble_texts
 
 # Genre order of u.genre, used when the file is absent.
 DEFAULT_GENRES = (
@@ -21,6 +29,9 @@ DEFAULT_GENRES = (
     "War", "Western",
 )  # fmt: skip
 _GENDER = {"M": "male", "F": "female"}
+ITEM_TEXT_FIELDS = ("title", "name", "year", "genres", "release_date")
+DEFAULT_ITEM_TEMPLATE = "{title}. Genres: {genres}"
+_TITLE_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 
 
 def _lines(path: Path, encoding: str = "utf-8") -> list[tuple[int, str]]:
@@ -96,10 +107,10 @@ def _read_genres(path: Path) -> list[str]:
     return [genres[k] for k in sorted(genres)]
 
 
-def _read_items(path: Path, genres: list[str]) -> dict[int, str]:
-    """``u.item`` (Latin-1) -> {1-based id: "Title (year). Genres: A, B"}."""
+def _read_items(path: Path, genres: list[str]) -> dict[int, dict[str, str]]:
+    """``u.item`` (Latin-1) -> {1-based id: {title, name, year, genres, release_date}}."""
     expected = 5 + len(genres)
-    texts: dict[int, str] = {}
+    records: dict[int, dict[str, str]] = {}
     for lineno, line in _lines(path, encoding="latin-1"):
         parts = line.split("|")
         if len(parts) != expected:
@@ -108,9 +119,18 @@ def _read_items(path: Path, genres: list[str]) -> dict[int, str]:
         flags = parts[5:]
         if any(f not in ("0", "1") for f in flags):
             raise format_error(path, lineno, "genre flags must be 0 or 1")
-        names = [g for g, f in zip(genres, flags) if f == "1"]
-        texts[item] = f"{parts[1].strip()}. Genres: {', '.join(names) if names else 'none'}"
-    return texts
+        title = parts[1].strip()
+        date = parts[2].strip()
+        in_title = _TITLE_YEAR.search(title)
+        year = date[-4:] if len(date) >= 4 and date[-4:].isdigit() else (in_title.group(1) if in_title else "")
+        records[item] = {
+            "title": title,
+            "name": _TITLE_YEAR.sub("", title) if in_title else title,
+            "year": year,
+            "genres": ", ".join(g for g, f in zip(genres, flags) if f == "1"),
+            "release_date": date,
+        }
+    return records
 
 
 def _read_users(path: Path) -> dict[int, str]:
@@ -126,12 +146,21 @@ def _read_users(path: Path) -> dict[int, str]:
     return texts
 
 
-def read_movielens_100k(folder: str | Path) -> RawInteractions:
+def read_movielens_100k(
+    folder: str | Path,
+    text_fields: tuple[str, ...] | list[str] | None = None,
+    text_template: str | None = None,
+    text_separator: str = ". ",
+) -> RawInteractions:
     """Read an ML-100K folder: 100,000 ratings of 943 users on 1,682 items, no split.
 
     ``rating`` [N] float32 in 1..5, ``timestamp`` [N] int64 unix seconds; ``item_text``/``user_text``
     from ``u.item``/``u.user`` when present (``None`` for ids without a row); tokens are the raw ids.
+    ``item_text`` joins ``text_fields`` (of ``ITEM_TEXT_FIELDS``) with ``text_separator``, or formats
+    ``text_template``; with neither it is ``DEFAULT_ITEM_TEMPLATE`` ("Toy Story (1995). Genres: ...").
     """
+    if text_fields is None and text_template is None:
+        text_template = DEFAULT_ITEM_TEMPLATE
     folder = Path(folder)
     user, item, rating, timestamp = _read_ratings(folder / "u.data")
     info = _read_info(folder / "u.info")
@@ -148,9 +177,12 @@ def read_movielens_100k(folder: str | Path) -> RawInteractions:
 
     item_text = user_text = None
     if (folder / "u.item").is_file():
-        texts = _read_items(folder / "u.item", _read_genres(folder / "u.genre"))
-        num_items = max(num_items, max(texts, default=0))
-        item_text = [texts.get(k) for k in range(1, num_items + 1)]
+        records = _read_items(folder / "u.item", _read_genres(folder / "u.genre"))
+        num_items = max(num_items, max(records, default=0))
+        item_text = assemble_texts(
+            [records.get(k) for k in range(1, num_items + 1)],
+            ITEM_TEXT_FIELDS, text_fields, text_template, text_separator, ("title", "genres"), "MovieLens-100K",
+        )
     if (folder / "u.user").is_file():
         utexts = _read_users(folder / "u.user")
         num_users = max(num_users, max(utexts, default=0))

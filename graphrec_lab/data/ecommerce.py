@@ -1,0 +1,254 @@
+"""DataModules for interaction data with item text: the text side of every run that fuses a text
+encoder into a graph model, and the e-commerce extras (item-item co-purchase edges).
+
+``ItemTextDataModule`` is an ``InteractionDataModule`` whose graph carries one text per item, built
+from the reader's named fields as ``data.text`` says (fields or template, see
+``graphrec_lab.data.text.ItemTextConfig``), with the missing-text policy applied before the split
+(so ``drop_items`` changes the graph, and the cache key covers the text config). ``item_texts()``
+is what a text encoder consumes. ``EcommerceDataModule`` adds ``co_purchase_edges()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from graphrec_lab.data.datamodule import InteractionDataModule
+from graphrec_lab.data.graph import InteractionGraph
+from graphrec_lab.data.preprocess import build_graph, check_nonempty
+from graphrec_lab.data.synthetic import generate_synthetic
+from graphrec_lab.data.text import ItemTextConfig, apply_missing_text_policy
+
+log = logging.getLogger(__name__)
+
+# Reader keyword arguments fed from data.text (readers that parse named text fields accept them).
+_TEXT_READER_ARGS = {
+    "fields": "text_fields",
+    "template": "text_template",
+    "separator": "text_separator",
+    "decode_errors": "decode_errors",
+}
+
+
+def _text_config(text: dict[str, Any] | ItemTextConfig | None) -> ItemTextConfig:
+    if isinstance(text, ItemTextConfig):
+        return text
+    text = dict(text or {})
+    known = {f.name for f in dataclasses.fields(ItemTextConfig)}
+    unknown = sorted(set(text) - known)
+    if unknown:
+        raise ValueError(f"unknown config key 'data.text.{unknown[0]}'; accepted keys: {', '.join(sorted(known))}")
+    if text.get("fields") is not None:
+        text["fields"] = tuple(text["fields"]) if not isinstance(text["fields"], str) else (text["fields"],)
+    return ItemTextConfig(**text)
+
+
+class ItemTextDataModule(InteractionDataModule):
+    """Interaction data plus one text per item.
+
+    Args (besides those of ``InteractionDataModule``):
+        text: ``ItemTextConfig`` fields as a mapping (``fields``, ``template``, ``separator``,
+            ``missing``, ``placeholder``, ``decode_errors``). ``fields``/``template`` need a reader
+            with named fields (``amazon-scientific`` / ``unisrec:<P>``: title, categories, brand,
+            text; ``ml-100k``: title, name, year, genres, release_date); other datasets (synthetic,
+            RecBole ``.item`` text) keep their reader's text and only the missing-text policy applies.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "synthetic",
+        data_dir: str | None = None,
+        cache_dir: str | None = None,
+        download: bool = True,
+        split: str = "ratio",
+        ratios: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
+        val_fraction: float = 0.1,
+        rating_threshold: float | None = None,
+        user_core: int = 0,
+        item_core: int = 0,
+        dedup: bool = True,
+        split_seed: int = 2020,
+        cold_item_fraction: float = 0.0,
+        cold_item_seed: int | None = None,
+        cold_holdout: str = "interactions",
+        synthetic: dict[str, Any] | None = None,
+        reader: dict[str, Any] | None = None,
+        text: dict[str, Any] | ItemTextConfig | None = None,
+        train_batch_size: int = 2048,
+        eval_batch_size: int = 1024,
+        sampler_seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(
+            dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, download=download, split=split,
+            ratios=ratios, val_fraction=val_fraction, rating_threshold=rating_threshold,
+            user_core=user_core, item_core=item_core, dedup=dedup, split_seed=split_seed,
+            cold_item_fraction=cold_item_fraction, cold_item_seed=cold_item_seed, cold_holdout=cold_holdout,
+            synthetic=synthetic, reader=reader, train_batch_size=train_batch_size,
+            eval_batch_size=eval_batch_size, sampler_seed=sampler_seed, num_workers=num_workers,
+        )  # fmt: skip
+        self.text = _text_config(text)
+
+    # ------------------------------------------------------------------ building the graph
+    def _cache_parts(self) -> dict:
+        return super()._cache_parts() | {"text": dataclasses.asdict(self.text)}
+
+    def _reader_kwargs(self, stats: dict) -> dict[str, Any]:
+        """The reader's kwargs: ``data.reader`` plus the text options it accepts, and ``stats``."""
+        params = inspect.signature(self._source().reader).parameters
+        kwargs = dict(self.reader_kwargs)
+        for option, arg in _TEXT_READER_ARGS.items():
+            value = getattr(self.text, option)
+            if arg in params:
+                kwargs.setdefault(arg, value)
+            elif option in ("fields", "template") and value is not None:
+                raise ValueError(
+                    f"data.text.{option}={value!r}: the reader of dataset {self.dataset!r} has no named "
+                    "item text fields (supported: amazon-scientific, unisrec:<Prefix>, ml-100k); set it to null"
+                )
+        if "stats" in params:
+            kwargs["stats"] = stats
+        return kwargs
+
+    def _build(self) -> InteractionGraph:
+        stats: dict[str, Any] = {}
+        if self.dataset == "synthetic":
+            if self.text.fields is not None or self.text.template is not None:
+                raise ValueError("data.text.fields/template: the synthetic dataset's item text has no named fields")
+            raw = generate_synthetic(**self.synthetic)
+        else:
+            raw = self._source().load(self.data_dir, download=self.download, **self._reader_kwargs(stats))
+        raw, report = apply_missing_text_policy(raw, self.text, name=self.dataset)
+        graph = build_graph(raw, self.preprocess, name=self.dataset)
+        check_nonempty(graph)
+        graph.meta.update({f"reader/{k}": v for k, v in stats.items()})
+        graph.meta.update(report)
+        return graph
+
+    # ------------------------------------------------------------------ what text models need
+    def item_texts(self) -> list[str]:
+        """One text per dense item id (``[num_items]``), the missing-text policy applied."""
+        graph = self.load_graph()
+        if graph.item_text is None:  # only a graph cached by a plain InteractionDataModule
+            return [""] * graph.num_items
+        return [t if t is not None else "" for t in graph.item_text]
+
+
+class EcommerceDataModule(ItemTextDataModule):
+    """E-commerce interaction data (e.g. ``amazon-scientific``): item text and co-purchase edges.
+
+    Args (besides those of ``ItemTextDataModule``):
+        co_purchase_min_count, co_purchase_window: defaults of ``co_purchase_edges``.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "amazon-scientific",
+        data_dir: str | None = None,
+        cache_dir: str | None = None,
+        download: bool = True,
+        split: str = "given",
+        ratios: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
+        val_fraction: float = 0.1,
+        rating_threshold: float | None = None,
+        user_core: int = 0,
+        item_core: int = 0,
+        dedup: bool = True,
+        split_seed: int = 2020,
+        cold_item_fraction: float = 0.0,
+        cold_item_seed: int | None = None,
+        cold_holdout: str = "interactions",
+        synthetic: dict[str, Any] | None = None,
+        reader: dict[str, Any] | None = None,
+        text: dict[str, Any] | ItemTextConfig | None = None,
+        co_purchase_min_count: int = 1,
+        co_purchase_window: int | None = None,
+        train_batch_size: int = 2048,
+        eval_batch_size: int = 1024,
+        sampler_seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(
+            dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, download=download, split=split,
+            ratios=ratios, val_fraction=val_fraction, rating_threshold=rating_threshold,
+            user_core=user_core, item_core=item_core, dedup=dedup, split_seed=split_seed,
+            cold_item_fraction=cold_item_fraction, cold_item_seed=cold_item_seed, cold_holdout=cold_holdout,
+            synthetic=synthetic, reader=reader, text=text, train_batch_size=train_batch_size,
+            eval_batch_size=eval_batch_size, sampler_seed=sampler_seed, num_workers=num_workers,
+        )  # fmt: skip
+        _check_co_purchase_args(co_purchase_min_count, co_purchase_window, "data.co_purchase_")
+        self.co_purchase_min_count = co_purchase_min_count
+        self.co_purchase_window = co_purchase_window
+
+    def co_purchase_edges(
+        self, min_count: int | None = None, window: int | None = None, return_counts: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Item-item edges between items bought by the same user, from training interactions only.
+
+        Returns ``edge_index`` [2, E] (both directions, no self-loops, sorted by source then target)
+        and, with ``return_counts``, ``counts`` [E]: the number of users who bought both. A pair is an
+        edge when at least ``min_count`` users bought both within ``window`` positions of each other
+        in their training history (``None``: anywhere in it). Defaults come from the config.
+        """
+        graph = self.load_graph()
+        min_count = self.co_purchase_min_count if min_count is None else min_count
+        window = self.co_purchase_window if window is None else window
+        edges, counts = co_purchase_edges(graph, min_count=min_count, window=window)
+        return (edges, counts) if return_counts else edges
+
+
+def _check_co_purchase_args(min_count: int, window: int | None, prefix: str = "") -> None:
+    if int(min_count) < 1:
+        raise ValueError(f"{prefix}min_count={min_count}: expected >= 1")
+    if window is not None and int(window) < 1:
+        raise ValueError(f"{prefix}window={window}: expected >= 1 or null")
+
+
+def co_purchase_edges(graph: InteractionGraph, min_count: int = 1, window: int | None = None) -> tuple[Tensor, Tensor]:
+    """Co-purchase item-item edges of ``graph.train`` (never validation or test): ([2, E], [E]).
+
+    With ``window``, a user's training items are ordered by timestamp when the graph has them, else
+    by their order in the training edge list, which is chronological for readers that write rows in
+    time order (UniSRec: purchase order); a pair counts when the two are at most ``window`` apart.
+    Without it, every pair of a user's training items counts (``A^T A`` of the binary user-item
+    matrix; memory grows with the sum of squared user degrees, fine for Amazon-size data).
+    """
+    _check_co_purchase_args(min_count, window)
+    users, items = graph.train.users, graph.train.items
+    num_items = graph.num_items
+    if window is None:
+        keys = torch.unique(users * num_items + items)  # binary matrix: a repeat counts once
+        u, i = keys // num_items, keys % num_items
+        adj = torch.sparse_coo_tensor(torch.stack([u, i]), torch.ones(keys.numel()), (graph.num_users, num_items))
+        co = torch.sparse.mm(adj.t().coalesce(), adj.coalesce()).coalesce()
+        src, dst = co.indices()
+        counts = co.values().round().long()
+    else:
+        order = torch.arange(users.numel())
+        if graph.train.timestamps is not None:
+            order = torch.argsort(graph.train.timestamps, stable=True)
+        order = order[torch.argsort(users[order], stable=True)]
+        u, i = users[order], items[order]
+        pairs = []
+        for d in range(1, int(window) + 1):
+            same = u[d:] == u[:-d]
+            a, b, who = i[:-d][same], i[d:][same], u[:-d][same]
+            pairs += [torch.stack([who, a, b]), torch.stack([who, b, a])]
+        if pairs:
+            trip = torch.cat(pairs, dim=1)
+        else:
+            trip = torch.zeros((3, 0), dtype=torch.long)
+        # One vote per user and pair, however often they co-occur in the user's history.
+        key = torch.unique((trip[0] * num_items + trip[1]) * num_items + trip[2])
+        pair_key, counts = torch.unique(key % (num_items * num_items), return_counts=True)
+        src, dst = pair_key // num_items, pair_key % num_items
+    keep = (src != dst) & (counts >= min_count)
+    edge_index = torch.stack([src[keep], dst[keep]])
+    counts = counts[keep]
+    order = torch.argsort(edge_index[0] * num_items + edge_index[1])
+    return edge_index[:, order].contiguous(), counts[order]
