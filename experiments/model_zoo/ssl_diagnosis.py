@@ -1,0 +1,79 @@
+"""Why SGL / SimGCL / XSimGCL with their papers' contrastive weights do not learn on ml-100k.
+
+Trains the model for a few epochs outside Lightning (same data, model, task and objectives as
+``run_experiment``) and prints, at the first step of each epoch, the gradient norms that BPR and the
+contrastive objective put on the layer-0 embedding table, then each epoch's mean BPR loss.
+
+    GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py simgcl --weight 0.5
+    GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py simgcl --weight 0.0005
+
+The model's knobs are Hydra overrides after ``--`` (e.g. ``-- data.train_batch_size=256``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+
+from graphrec_lab.config import compose
+from graphrec_lab.training.losses import bpr_loss
+from graphrec_lab.training.objectives import StepContext
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", choices=["sgl", "simgcl", "xsimgcl"])
+    parser.add_argument("--weight", type=float, required=True, help="the contrastive objective's weight (lambda)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--data", default="ml100k")
+    parser.add_argument("--per-side-init", action="store_true", help="Xavier-initialise the user and item rows as two tables (SELFRec's layout)")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+
+    cfg = compose([f"model={args.model}", f"data={args.data}", f"task.objectives.{args.model}.weight={args.weight}", *args.overrides])
+    pl.seed_everything(int(cfg.seed), verbose=False)
+    dm = instantiate(cfg.data, _convert_="all")
+    dm.prepare_data()
+    dm.setup("fit")
+    graph = dm.load_graph()
+    model = instantiate(cfg.model, num_users=graph.num_users, num_items=graph.num_items)
+    task = instantiate(cfg.task, model=model, _recursive_=False, _convert_="all")
+    task.attach_graph(dm.train_graph)
+    table = model.input.embedding.weight
+    if args.per_side_init:
+        with torch.no_grad():
+            torch.nn.init.xavier_uniform_(table[: graph.num_users])
+            torch.nn.init.xavier_uniform_(table[graph.num_users :])
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.task.lr))
+    print(f"{args.model} weight={args.weight} on {graph.name}: {len(dm.train_dataloader())} steps/epoch")
+    for epoch in range(args.epochs):
+        for objective in task.objectives.values():
+            objective.on_train_epoch_start(model, task.graph)
+        total = steps = 0.0
+        for step, batch in enumerate(dm.train_dataloader()):
+            user_emb, item_emb, layers = task._bpr_pass(task.graph)
+            u = user_emb[batch.users]
+            bpr = bpr_loss((u * item_emb[batch.pos_items]).sum(-1), (u * item_emb[batch.neg_items]).sum(-1))
+            ctx = StepContext(model, task.graph, batch, layers, user_emb, item_emb)
+            contrastive = sum(objective(ctx) for objective in task.objectives.values())
+            if step == 0:
+                g_bpr = torch.autograd.grad(bpr, table, retain_graph=True)[0].norm()
+                g_cl = torch.autograd.grad(contrastive, table, retain_graph=True)[0].norm() if args.weight > 0 else torch.tensor(0.0)
+                final_norm = torch.cat([user_emb, item_emb]).norm(dim=1).mean()
+                print(
+                    f"epoch {epoch} step 0: |grad bpr| {g_bpr:.2e}  |grad contrastive| {g_cl:.2e}  "
+                    f"mean ||e_final|| {final_norm:.3f}  mean ||e_0|| {table.norm(dim=1).mean():.3f}"
+                )
+            optimizer.zero_grad()
+            (bpr + contrastive).backward()
+            optimizer.step()
+            total += bpr.item()
+            steps += 1
+        print(f"epoch {epoch}: mean BPR loss {total / steps:.4f} (chance level: log 2 = 0.6931)")
+
+
+if __name__ == "__main__":
+    main()
