@@ -1,14 +1,20 @@
-"""``graphrec-lab`` command line: ``run`` (Hydra, multirun included) and ``data``.
+"""``graphrec-lab`` command line: ``run`` (Hydra, multirun included), ``sweep``, ``report``, ``data``.
 
     graphrec-lab run [hydra overrides]           e.g. graphrec-lab run data=ml100k model=bprmf
-    graphrec-lab run -m model=lightgcn,bprmf seed=0,1,2
+    graphrec-lab run -m model=lightgcn,bprmf seed=0,1,2 group=ablation1
+    graphrec-lab sweep <configs/sweep name> [--study-name N] [--storage URL] [--n-trials N]
+                       [--workers N] [hydra overrides]
+    graphrec-lab report [--results PATH ...] [--group G] [--by key,...] [--metrics m,...]
+                        [--baseline factor=value] [--format md|latex|csv] [--plot factor --out DIR]
     graphrec-lab data ml100k [overrides]         parse, split and cache a dataset; print its stats
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -20,8 +26,9 @@ USAGE = __doc__ or ""
 def _user_errors() -> tuple[type[BaseException], ...]:
     from graphrec_lab.data.graph import DataValidationError
     from graphrec_lab.data.sources import DataFormatError, DatasetNotFoundError
+    from graphrec_lab.reporting.report import ReportError
 
-    return (ConfigError, DataFormatError, DatasetNotFoundError, DataValidationError)
+    return (ConfigError, DataFormatError, DatasetNotFoundError, DataValidationError, ReportError)
 
 
 USER_ERRORS = _user_errors()
@@ -31,11 +38,22 @@ def _hydra_run() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
+    swept = _swept_keys(sys.argv[1:])
+
     @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
     def _main(cfg: DictConfig) -> float | None:
-        from graphrec_lab.experiment import run_experiment
+        from hydra.types import RunMode
 
-        overrides = list(HydraConfig.get().overrides.task)
+        from graphrec_lab.experiment import run_experiment
+        from graphrec_lab.tracking.wandb import label_run
+
+        hc = HydraConfig.get()
+        overrides = list(hc.overrides.task)
+        if hc.mode == RunMode.MULTIRUN:
+            # One W&B run per cell: grouped by the ablation (group=..., else the sweep directory),
+            # named and tagged by the factors this multirun varies.
+            factors = _cell_factors(overrides, swept)
+            label_run(cfg, factors, group="multirun-" + "-".join(Path(hc.sweep.dir).parts[-2:]))
         try:
             metrics = run_experiment(cfg, overrides=overrides)
         except USER_ERRORS as exc:  # a clear one-line message, not a traceback
@@ -43,6 +61,87 @@ def _hydra_run() -> None:
         return metrics.get(str(cfg.optimized_metric))
 
     _main()
+
+
+def _swept_keys(args: list[str]) -> list[str]:
+    """Keys of the sweep overrides (``seed=0,1,2``, ``model=choice(a,b)``) on a ``run -m`` line."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = get_args_parser().parse_known_args(args)[0]
+        overrides = OverridesParser.create().parse_overrides(parsed.overrides)
+    except Exception:  # Hydra reports a bad command line itself, with its own message
+        return []
+    return [o.key_or_group for o in overrides if o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+
+
+def _cell_factors(overrides: list[str], swept: list[str]) -> dict[str, str]:
+    """This cell's value of every swept key, from its task overrides."""
+    values = {}
+    for ov in overrides:
+        key, _, value = ov.partition("=")
+        values[key.lstrip("+")] = value
+    return {k: values[k] for k in swept if k in values}
+
+
+def _sweep(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="graphrec-lab sweep", description="Optuna sweep over run_experiment")
+    parser.add_argument("sweep", help="a configs/sweep/ name or a YAML path")
+    parser.add_argument("--study-name", help="default: the sweep config's study_name, else its name")
+    parser.add_argument("--storage", help="Optuna storage URL; default sqlite:///<paths.root>/sweeps/<study>/study.db")
+    parser.add_argument("--n-trials", type=int, help="total trials of the study (finished ones count)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every trial")
+    ns = parser.parse_intermixed_args(args)
+    from graphrec_lab.sweeps import run_sweep
+    from graphrec_lab.sweeps.study import quiet_lightning
+
+    quiet_lightning()
+    try:
+        summary = run_sweep(
+            ns.sweep, study_name=ns.study_name, storage=ns.storage, n_trials=ns.n_trials,
+            workers=ns.workers, overrides=ns.overrides,
+        )
+    except KeyboardInterrupt:
+        raise SystemExit("sweep interrupted: finished trials are kept; rerun the same command to resume") from None
+    print(summary.format())
+
+
+def _report(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="graphrec-lab report", description="ablation tables from result records")
+    parser.add_argument("--results", nargs="+", help="JSONL result stores; default: paths.results of the run config")
+    parser.add_argument("--group", help="only records of this group (a study or ablation name)")
+    parser.add_argument("--by", help="comma-separated config keys to group by (e.g. model._target_); "
+                        "default: the overrides that vary, seed excluded")
+    parser.add_argument("--metrics", help="comma-separated metrics (default: test/recall@K and test/<optimized metric>)")
+    parser.add_argument("--baseline", help="the row to test against, e.g. model=bprmf")
+    parser.add_argument("--format", default="md", choices=["md", "latex", "csv"])
+    parser.add_argument("--digits", type=int, default=4)
+    parser.add_argument("--plot", help="a factor to plot each metric against (PNG)")
+    parser.add_argument("--out", help="directory for --plot (default: the current directory)")
+    ns = parser.parse_args(args)
+    from graphrec_lab.reporting import build_table, load_records, render
+    from graphrec_lab.reporting.plots import plot_filename, plot_metric_vs_factor
+
+    results = ns.results or [str(compose([]).paths.results)]
+    table = build_table(
+        load_records(results),
+        metrics=_split(ns.metrics),
+        by=_split(ns.by),
+        group=ns.group,
+        baseline=ns.baseline,
+    )
+    print(render(table, ns.format, ns.digits), end="")
+    if ns.plot:
+        out = Path(ns.out or ".")
+        for metric in table.metrics:
+            path = plot_metric_vs_factor(table, ns.plot, metric, out / plot_filename(metric, ns.plot))
+            print(f"plot: {path}", file=sys.stderr)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
 def _data(args: list[str]) -> None:
@@ -69,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
             _hydra_run()
         elif command == "data":
             _data(rest)
+        elif command == "sweep":
+            _sweep(rest)
+        elif command == "report":
+            _report(rest)
         else:
             raise SystemExit(f"unknown command {command!r}\n{USAGE}")
     except USER_ERRORS as exc:

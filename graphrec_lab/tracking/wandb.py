@@ -1,11 +1,24 @@
-"""Weights & Biases through Lightning's logger, offline unless an API key is configured."""
+"""Weights & Biases through Lightning's logger, offline unless an API key is configured.
+
+Sweeps and ablations: every trial or multirun cell is its own W&B run. ``label_run`` puts it in the
+study's or ablation's group, names it by the factors that vary and tags it with them;
+``make_wandb_logger`` defines the summaries (best validation value, last test value) so that the
+dashboard's run table compares like with like.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, open_dict
+
+WANDB_TAG_MAX = 64  # W&B rejects longer tags
+WANDB_NAME_MAX = 128
 
 
 def wandb_is_configured() -> bool:
@@ -31,14 +44,15 @@ def make_wandb_logger(
     """A ``WandbLogger``; ``mode="auto"`` means online with an API key, offline without one.
 
     Offline runs land in ``<save_dir>/wandb/offline-run-*`` (config and metrics included) and can be
-    uploaded later with ``wandb sync``.
+    uploaded later with ``wandb sync``. Summaries: ``val/*`` keep their maximum (every ranking metric
+    is higher-is-better), ``test/*`` their last value.
     """
     if mode not in ("auto", "online", "offline", "disabled"):
         raise ValueError(f"logger.wandb.mode={mode!r}: expected auto, online, offline or disabled")
     if mode == "auto":
         mode = "online" if wandb_is_configured() else "offline"
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
+    logger = WandbLogger(
         project=project,
         save_dir=save_dir,
         name=name,
@@ -48,3 +62,58 @@ def make_wandb_logger(
         mode=mode,
         offline=mode == "offline",
     )
+    if mode != "disabled":
+        run = logger.experiment  # starts the run now (Lightning would at the first log call)
+        run.define_metric("val/*", summary="max")
+        run.define_metric("test/*", summary="last")
+    return logger
+
+
+def factor_label(factors: Mapping[str, Any]) -> str:
+    """``{"model": "ngcf", "task.lr": 0.01}`` -> ``"model=ngcf,task.lr=0.01"``."""
+    return ",".join(f"{key.lstrip('+~')}={_short(value)}" for key, value in factors.items())
+
+
+def label_run(cfg: DictConfig, factors: Mapping[str, Any], group: str | None = None, prefix: str | None = None) -> None:
+    """Label one sweep trial or multirun cell in place, before ``run_experiment(cfg)``.
+
+    ``cfg.group`` becomes ``group`` unless the user set one; ``key=value`` tags are added for each
+    factor; every W&B logger in ``cfg.logger`` is named ``<prefix>-<factors>`` unless named already.
+    """
+    if group is not None and cfg.get("group") is None:
+        cfg.group = group
+    tags = list(cfg.get("tags") or [])
+    for key, value in factors.items():
+        tag = f"{key.lstrip('+~')}={_short(value)}"[:WANDB_TAG_MAX]
+        if tag not in tags:
+            tags.append(tag)
+    cfg.tags = tags
+    label = factor_label(factors)
+    name = "-".join(part for part in (prefix, label) if part)[:WANDB_NAME_MAX] or None
+    for node in (cfg.get("logger") or {}).values():
+        if node is not None and str(node.get("_target_", "")).endswith("make_wandb_logger") and node.get("name") is None:
+            with open_dict(node):
+                node.name = name
+
+
+def finish_active_run(state: str) -> None:
+    """Finish a W&B run left open by an interrupted trial (pruned or failed), marking its state.
+
+    ``run_experiment`` finishes its run only on success; without this the next trial in the same
+    process would log into the open run (``WandbLogger`` reuses ``wandb.run``).
+    """
+    wandb = sys.modules.get("wandb")  # never import wandb just to find nothing to finish
+    run = getattr(wandb, "run", None) if wandb is not None else None
+    if run is None:
+        return
+    try:
+        run.summary["trial_state"] = state
+        run.tags = tuple(run.tags or ()) + (state,)
+    finally:
+        run.finish(exit_code=0 if state == "pruned" else 1)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
