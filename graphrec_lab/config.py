@@ -20,12 +20,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Top-level keys of configs/train.yaml besides the config groups.
 TOP_LEVEL_KEYS = {
-    "data", "model", "task", "trainer", "callbacks", "logger", "paths", "experiment",
+    "data", "model", "task", "trainer", "callbacks", "logger", "paths", "experiment", "text",
     "name", "seed", "optimized_metric", "tags", "group", "fit", "test", "print_table", "hydra",
 }
 PATHS_KEYS = {"root", "results"}
 # Arguments run_experiment supplies at instantiation time (never in the config files).
-RUNTIME_ARGS = {"num_users", "num_items", "model", "callbacks", "logger"}
+RUNTIME_ARGS = {"num_users", "num_items", "model", "callbacks", "logger", "item_features", "text", "item_groups"}
 
 
 class ConfigError(ValueError):
@@ -123,7 +123,7 @@ def validate_config(cfg: DictConfig) -> None:
                     f"'{group}.{key}' has no _target_ (an experiment may set keys of a {group[:-1]} "
                     f"that the selected {group} config does not define)"
                 )
-    for group in ("data", "model", "task", "trainer", "callbacks", "logger"):
+    for group in ("data", "model", "task", "trainer", "callbacks", "logger", "text"):
         if group in cfg and cfg[group] is not None:
             _walk(cfg[group], group)
     try:

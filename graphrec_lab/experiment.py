@@ -10,6 +10,7 @@ import logging
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,13 @@ from graphrec_lab.training.callbacks import EpochTimer
 log = logging.getLogger(__name__)
 
 
-def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+def run_experiment(
+    cfg: DictConfig, overrides: list[str] | None = None, extra_callbacks: Sequence[Callback] = ()
+) -> dict[str, float]:
     """Run one experiment described by a composed config and return its metrics.
+
+    ``extra_callbacks``: live Lightning callbacks added to the configured ones (a sweep's pruning
+    callback, which holds its Optuna trial and so cannot come from the config).
 
     Returns a flat dict: ``val/<metric>@<k>`` of the selected checkpoint, ``test/<metric>@<k>`` of
     the same checkpoint, ``best_epoch``, ``epochs``, ``time/fit_s``, ``time/epoch_s``, ``time/test_s``.
@@ -46,8 +52,13 @@ def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> dict[
     datamodule.prepare_data()
     datamodule.setup("fit")
     graph = datamodule.load_graph()
-    model = instantiate(cfg.model, num_users=graph.num_users, num_items=graph.num_items)
-    task = instantiate(cfg.task, model=model, _recursive_=False, _convert_="all")
+    text = _build_text(cfg, datamodule)
+    model_kwargs: dict[str, Any] = {}
+    if text is not None:
+        model_kwargs["item_features"] = text.attach(_item_texts(cfg, datamodule))
+    model = instantiate(cfg.model, num_users=graph.num_users, num_items=graph.num_items, **model_kwargs)
+    item_groups = datamodule.item_groups() if hasattr(datamodule, "item_groups") else None
+    task = instantiate(cfg.task, model=model, text=text, item_groups=item_groups, _recursive_=False, _convert_="all")
     task.attach_graph(datamodule.train_graph)
     _check_metric_exists(cfg, task)
 
@@ -59,6 +70,7 @@ def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> dict[
     callbacks = _callbacks(cfg, run_dir)
     timer = EpochTimer()
     callbacks.append(timer)
+    callbacks.extend(extra_callbacks)
     loggers = _loggers(cfg, run_dir, name)
     # _partial_: pass live callback and logger objects straight to the constructor (Hydra would try
     # to turn them into config nodes).
@@ -130,9 +142,37 @@ def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> dict[
     return metrics
 
 
+def _build_text(cfg: DictConfig, datamodule: Any) -> Any:
+    """The item-text features (``cfg.text``), or None for an ID-only run."""
+    if cfg.get("text") is None:
+        return None
+    import inspect
+
+    model_cls = _import_target(str(cfg.model._target_))
+    if "item_features" not in inspect.signature(model_cls).parameters:
+        raise ConfigError(f"text: model {cfg.model._target_} takes no input features; drop text= or pick a trainable model")
+    return instantiate(cfg.text)
+
+
+def _item_texts(cfg: DictConfig, datamodule: Any) -> list[str]:
+    texts = getattr(datamodule, "item_texts", None)
+    if texts is None:
+        raise ConfigError(
+            f"text: data module {type(datamodule).__name__} ({cfg.data.get('dataset')}) has no item text; "
+            "use a data config with text (e.g. data=amazon_scientific or data=ml100k_text)"
+        )
+    return list(texts())
+
+
+def _import_target(target: str) -> Any:
+    from hydra.utils import get_class
+
+    return get_class(target)
+
+
 def _check_metric_exists(cfg: DictConfig, task: Any) -> None:
     metric = str(cfg.optimized_metric).split("/", 1)[1]
-    names = set(task.val_evaluator.metrics.keys())
+    names = set(task.val_evaluator.metric_names)
     if metric not in names:
         raise ConfigError(f"optimized_metric={cfg.optimized_metric!r} is not computed; task.ks/metrics give {sorted(names)}")
 

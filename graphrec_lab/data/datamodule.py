@@ -61,6 +61,8 @@ class InteractionDataModule(pl.LightningDataModule):
         reader: keyword arguments for the dataset's reader.
         train_batch_size: BPR batch size. eval_batch_size: users per evaluation batch.
         sampler_seed: seed of the epoch permutations and negatives (the run's seed by default).
+        isolated_self_loops: give nodes without training edges (cold items) a self-loop in the
+            propagation graph (``TrainGraph``), so layer means keep their input features at full scale.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class InteractionDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1024,
         sampler_seed: int = 0,
         num_workers: int = 0,
+        isolated_self_loops: bool = False,
     ) -> None:
         super().__init__()
         self.dataset = dataset
@@ -111,6 +114,7 @@ class InteractionDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.sampler_seed = sampler_seed
         self.num_workers = num_workers
+        self.isolated_self_loops = isolated_self_loops
         self.graph: InteractionGraph | None = None
         self._train_graph: TrainGraph | None = None
 
@@ -155,7 +159,9 @@ class InteractionDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         graph = self.load_graph()
         if self._train_graph is None:
-            self._train_graph = TrainGraph.from_edges(graph.train.users, graph.train.items, graph.num_users, graph.num_items)
+            self._train_graph = TrainGraph.from_edges(
+                graph.train.users, graph.train.items, graph.num_users, graph.num_items, self.isolated_self_loops
+            )
             self._train_csr = CSR(graph.train.users, graph.train.items, graph.num_users)
             self._val_csr = CSR(graph.val.users, graph.val.items, graph.num_users)
             self._test_csr = CSR(graph.test.users, graph.test.items, graph.num_users)

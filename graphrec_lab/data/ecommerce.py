@@ -83,6 +83,7 @@ class ItemTextDataModule(InteractionDataModule):
         eval_batch_size: int = 1024,
         sampler_seed: int = 0,
         num_workers: int = 0,
+        isolated_self_loops: bool = False,
     ) -> None:
         super().__init__(
             dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, download=download, split=split,
@@ -91,6 +92,7 @@ class ItemTextDataModule(InteractionDataModule):
             cold_item_fraction=cold_item_fraction, cold_item_seed=cold_item_seed, cold_holdout=cold_holdout,
             synthetic=synthetic, reader=reader, train_batch_size=train_batch_size,
             eval_batch_size=eval_batch_size, sampler_seed=sampler_seed, num_workers=num_workers,
+            isolated_self_loops=isolated_self_loops,
         )  # fmt: skip
         self.text = _text_config(text)
 
@@ -172,6 +174,7 @@ class EcommerceDataModule(ItemTextDataModule):
         eval_batch_size: int = 1024,
         sampler_seed: int = 0,
         num_workers: int = 0,
+        isolated_self_loops: bool = False,
     ) -> None:
         super().__init__(
             dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, download=download, split=split,
@@ -180,6 +183,7 @@ class EcommerceDataModule(ItemTextDataModule):
             cold_item_fraction=cold_item_fraction, cold_item_seed=cold_item_seed, cold_holdout=cold_holdout,
             synthetic=synthetic, reader=reader, text=text, train_batch_size=train_batch_size,
             eval_batch_size=eval_batch_size, sampler_seed=sampler_seed, num_workers=num_workers,
+            isolated_self_loops=isolated_self_loops,
         )  # fmt: skip
         _check_co_purchase_args(co_purchase_min_count, co_purchase_window, "data.co_purchase_")
         self.co_purchase_min_count = co_purchase_min_count

@@ -4,6 +4,12 @@ Users and items share one node index space: user ``u`` is node ``u``, item ``i``
 ``num_users + i``. ``edge_index`` [2, 2E] holds both directions (PyG convention, messages flow
 ``edge_index[0] -> edge_index[1]``); ``norm_adj`` is the symmetrically normalised adjacency
 ``D^-1/2 A D^-1/2`` [(U+I), (U+I)] as a sparse CSR tensor, built once per run.
+
+``isolated_self_loops``: a node without training edges (a cold item) propagates to zero, so a layer
+mean such as LightGCN's gives it ``E^(0) / (K+1)`` and every cold item scores near zero, below every
+warm item, whatever its input features say. With the switch on, such nodes get a self-loop of weight 1
+in ``norm_adj`` (``E^(k) = E^(0)``), so the mean is ``E^(0)``: the projected text of a cold item
+enters at full scale. Nodes with edges are untouched; ``edge_index`` never has the loops.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ class TrainGraph:
         return self.num_users + self.num_items
 
     @classmethod
-    def from_edges(cls, users: Tensor, items: Tensor, num_users: int, num_items: int) -> TrainGraph:
+    def from_edges(
+        cls, users: Tensor, items: Tensor, num_users: int, num_items: int, isolated_self_loops: bool = False
+    ) -> TrainGraph:
         n = num_users + num_items
         src = torch.cat([users, items + num_users])
         dst = torch.cat([items + num_users, users])
@@ -37,7 +45,12 @@ class TrainGraph:
         inv_sqrt = deg.pow(-0.5)
         inv_sqrt[deg == 0] = 0.0
         values = inv_sqrt[src] * inv_sqrt[dst]
-        adj = torch.sparse_coo_tensor(torch.stack([dst, src]), values, (n, n)).coalesce().to_sparse_csr()
+        rows, cols = dst, src
+        if isolated_self_loops:
+            loops = torch.nonzero(deg == 0).flatten()
+            rows, cols = torch.cat([rows, loops]), torch.cat([cols, loops])
+            values = torch.cat([values, torch.ones(loops.numel())])
+        adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce().to_sparse_csr()
         return cls(num_users, num_items, edge_index, adj, deg[:num_users], deg[num_users:])
 
     def to(self, device: torch.device | str) -> TrainGraph:

@@ -5,10 +5,14 @@ features (e.g. text-encoder embeddings), or their sum.
   * ``"id"``: a free embedding per node (features are ignored);
   * ``"features"``: ``x = W f + b`` for the side(s) that have features; a side without features keeps
     free ID embeddings (so item text alone can replace item IDs);
-  * ``"sum"``: ID embedding + projected features.
+  * ``"sum"``: ID embedding + projected features;
+  * ``"gated"``: ID embedding + ``sigmoid(W_g [id; proj]) * proj`` (a learned per-dimension gate that
+    decides, per node, how much text to let in; the gate starts half open).
 
 Features are registered as non-persistent buffers: they are data, rebuilt by whoever builds the model,
-and kept out of checkpoints.
+and kept out of checkpoints. They are registered even in ``"id"`` mode, so an objective (the text
+alignment loss) can read them while the layer-0 input stays ID-only. A trainable text encoder (LoRA)
+hands fresh, gradient-carrying features in for one step with ``set_live_features``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from torch import Tensor, nn
 
 from graphrec_lab.models.base import init_embedding
 
-FEATURE_MODES = ("id", "features", "sum")
+FEATURE_MODES = ("id", "features", "sum", "gated")
 
 
 class NodeInput(nn.Module):
@@ -29,7 +33,7 @@ class NodeInput(nn.Module):
         embedding_dim: D.
         user_features: [U, F_u] or None.
         item_features: [I, F_i] or None.
-        feature_mode: ``"id"``, ``"features"`` or ``"sum"`` (see the module docstring).
+        feature_mode: ``"id"``, ``"features"``, ``"sum"`` or ``"gated"`` (see the module docstring).
         init, init_std: ID-embedding initialisation (``base.init_embedding``).
         shared_table: one ID table of U+I rows (LightGCN's layout: Xavier's fan is computed over U+I
             rows) instead of one table per side (MF's layout). Kept so both models reproduce their
@@ -79,12 +83,19 @@ class NodeInput(nn.Module):
                 init_embedding(table.weight, init, init_std)
 
         self.user_proj = self.item_proj = None
-        if use_feats and user_features is not None:
-            self.register_buffer("user_features", user_features.float(), persistent=False)
-            self.user_proj = nn.Linear(user_features.size(1), embedding_dim)
-        if use_feats and item_features is not None:
-            self.register_buffer("item_features", item_features.float(), persistent=False)
-            self.item_proj = nn.Linear(item_features.size(1), embedding_dim)
+        self.user_gate = self.item_gate = None
+        for side, feats in (("user", user_features), ("item", item_features)):
+            self.register_buffer(f"{side}_features", None if feats is None else feats.float(), persistent=False)
+            if feats is None:
+                continue
+            if use_feats:
+                setattr(self, f"{side}_proj", nn.Linear(feats.size(1), embedding_dim))
+            if feature_mode == "gated":
+                gate = nn.Linear(2 * embedding_dim, embedding_dim)
+                nn.init.zeros_(gate.weight)
+                nn.init.zeros_(gate.bias)
+                setattr(self, f"{side}_gate", gate)
+        self._live: dict[str, Tensor] = {}
 
     def _ids(self, side: str, idx: Tensor | None) -> Tensor | None:
         if self.embedding is not None:  # shared [U+I, D] table
@@ -95,13 +106,34 @@ class NodeInput(nn.Module):
             return None
         return table.weight if idx is None else table.weight.index_select(0, idx)
 
+    def features(self, side: str) -> Tensor | None:
+        """The side's input features [n, F]: the live (gradient-carrying) ones during a LoRA step,
+        else the buffer; None when the model was built without features for that side."""
+        live = self._live.get(side)
+        return live if live is not None else getattr(self, f"{side}_features")
+
+    def set_live_features(self, side: str, features: Tensor | None) -> None:
+        """Use ``features`` [n, F] (e.g. the text bank with the batch's rows freshly encoded, with
+        gradients) instead of the buffer until called again with None."""
+        if features is None:
+            self._live.pop(side, None)
+            return
+        buffer = getattr(self, f"{side}_features")
+        if buffer is None or features.shape != buffer.shape:
+            raise ValueError(f"live {side} features must have shape {None if buffer is None else tuple(buffer.shape)}, got {tuple(features.shape)}")
+        self._live[side] = features
+
     def _side(self, side: str, idx: Tensor | None) -> Tensor:
         """Layer-0 rows of one side: all of them ([n, D]) when ``idx`` is None, else [len(idx), D]."""
         out = self._ids(side, idx)
         proj: nn.Linear | None = getattr(self, f"{side}_proj")
         if proj is not None:
-            feats: Tensor = getattr(self, f"{side}_features")
+            feats = self.features(side)
+            assert feats is not None
             x = proj(feats if idx is None else feats.index_select(0, idx))
+            gate: nn.Linear | None = getattr(self, f"{side}_gate")
+            if gate is not None and out is not None:
+                x = torch.sigmoid(gate(torch.cat([out, x], dim=-1))) * x
             out = x if out is None else out + x
         assert out is not None
         return out

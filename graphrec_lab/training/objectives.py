@@ -57,6 +57,10 @@ class Objective(nn.Module):
 
     main_perturb_eps: float = 0.0
 
+    def bind(self, model: Recommender, graph: TrainGraph) -> None:
+        """Called once the model and training graph are known, before the optimizer is built: create
+        parameters whose shapes depend on them (e.g. ``TextAlignment``'s projection)."""
+
     def on_train_epoch_start(self, model: Recommender, graph: TrainGraph) -> None:
         """Per-epoch state (e.g. SGL's graph views)."""
 
@@ -136,3 +140,42 @@ class XSimGCLContrast(Objective):
             raise ValueError(f"XSimGCLContrast needs a graph model with at least {self.layer} layers")
         u2, i2 = torch.split(ctx.layers[self.layer], [ctx.user_emb.size(0), ctx.item_emb.size(0)])
         return self.weight * _contrast(ctx.user_emb, ctx.item_emb, u2, i2, ctx.batch, self.temperature)
+
+
+class TextAlignment(Objective):
+    """Contrastive alignment of the graph view and the text view of the same item (CLIP-style
+    symmetric InfoNCE, in-batch negatives): the batch's distinct positive items' final graph embeddings
+    [B, D] against a linear projection of their text features [B, H] -> [B, D].
+
+    Works with every ``feature_mode`` of the model, ``"id"`` included (text then shapes the ID
+    embeddings only through this loss). Needs the model built with item features (``text=...``).
+
+    Args:
+        weight: scale of the loss.
+        temperature: InfoNCE temperature.
+    """
+
+    def __init__(self, weight: float = 0.1, temperature: float = 0.2) -> None:
+        super().__init__()
+        self.weight, self.temperature = weight, temperature
+        self.projection: nn.Linear | None = None
+
+    def bind(self, model: Recommender, graph: TrainGraph) -> None:
+        features = getattr(getattr(model, "input", None), "item_features", None)
+        if features is None:
+            raise ValueError(
+                "task.objectives: TextAlignment needs item text features; add a text encoder (text=frozen or text=lora)"
+            )
+        if self.projection is None:
+            with torch.no_grad():
+                out_dim = model(graph)[1].size(1)
+            self.projection = nn.Linear(features.size(1), out_dim).to(features.device)
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        assert self.projection is not None, "TextAlignment.bind was not called"
+        features = ctx.model.input.features("item")  # type: ignore[union-attr]  (live rows under LoRA)
+        items = torch.unique(ctx.batch.pos_items)
+        graph_view = ctx.item_emb[items]
+        text_view = self.projection(features[items])
+        loss = 0.5 * (info_nce(graph_view, text_view, self.temperature) + info_nce(text_view, graph_view, self.temperature))
+        return self.weight * loss

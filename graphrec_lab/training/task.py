@@ -8,7 +8,7 @@ checkpoint). Models stay plain ``nn.Module``s; nothing here is model-specific.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
@@ -22,6 +22,9 @@ from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
 from graphrec_lab.training.objectives import Objective, StepContext
+
+if TYPE_CHECKING:  # the text package imports transformers; only LoRA runs need it at run time
+    from graphrec_lab.models.text.fusion import ItemTextFeatures
 
 
 class RecommendationTask(pl.LightningModule):
@@ -38,6 +41,10 @@ class RecommendationTask(pl.LightningModule):
             SimGCL's, XSimGCL's contrastive terms). Values may be ``Objective``s or config nodes with a
             ``_target_`` (run_experiment instantiates the task non-recursively). Each is logged per
             epoch as ``train/<name>``.
+        text: LoRA mode only: the ``models.text.fusion.ItemTextFeatures`` whose adapters train with the
+            model (run_experiment passes it; frozen text features are a plain buffer of the model).
+        item_groups: named [I] bool item masks (e.g. the cold-start protocol's ``cold``/``warm``):
+            every metric is also reported as ``<group>/<metric>@k`` with targets restricted to the group.
     """
 
     def __init__(
@@ -49,25 +56,32 @@ class RecommendationTask(pl.LightningModule):
         ks: Sequence[int] = (10, 20),
         metrics: Sequence[str] = METRICS,
         objectives: Mapping[str, Objective | Mapping[str, Any]] | None = None,
+        text: ItemTextFeatures | None = None,
+        item_groups: Mapping[str, Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        self.text = text if text is not None and text.trainable else None
         self.objectives = nn.ModuleDict(
             {name: obj if isinstance(obj, Objective) else instantiate(obj) for name, obj in (objectives or {}).items()}
         )
         self.lr = lr
         self.weight_decay = weight_decay
         self.l2_reg = l2_reg
-        self.val_evaluator = FullRankingEvaluator(model.num_items, ks, metrics)
-        self.test_evaluator = FullRankingEvaluator(model.num_items, ks, metrics)
-        self.save_hyperparameters(ignore=["model", "objectives"])  # objectives: in the run record's config
+        groups = dict(item_groups or {})
+        self.val_evaluator = FullRankingEvaluator(model.num_items, ks, metrics, item_groups=groups)
+        self.test_evaluator = FullRankingEvaluator(model.num_items, ks, metrics, item_groups=groups)
+        self.save_hyperparameters(ignore=["model", "objectives", "text", "item_groups"])  # objectives: in the run record's config
         self._graph: TrainGraph | None = None
         self._eval_embeddings: tuple[Tensor, Tensor] | None = None
 
     # -------------------------------------------------------------- graph plumbing
     def attach_graph(self, graph: TrainGraph) -> None:
-        """The training graph models propagate over (kept out of the checkpoint: it is data)."""
+        """The training graph models propagate over (kept out of the checkpoint: it is data). Objectives
+        that own parameters shaped by the model's outputs create them here (``Objective.bind``)."""
         self._graph = graph
+        for objective in self.objectives.values():
+            objective.bind(self.model, graph)
 
     @property
     def graph(self) -> TrainGraph:
@@ -90,6 +104,17 @@ class RecommendationTask(pl.LightningModule):
         return user_emb, item_emb, layers
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
+        if self.text is None:
+            return self._training_step(batch)
+        # LoRA: this step's items are re-encoded with gradients; the rest come from the bank.
+        node_input = self.model.input  # type: ignore[attr-defined]
+        node_input.set_live_features("item", self.text.live_features(node_input, torch.cat([batch.pos_items, batch.neg_items])))
+        try:
+            return self._training_step(batch)
+        finally:
+            node_input.set_live_features("item", None)
+
+    def _training_step(self, batch: TrainBatch) -> Tensor:
         graph = self.graph
         user_emb, item_emb, layers = self._bpr_pass(graph)
         # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
@@ -114,6 +139,13 @@ class RecommendationTask(pl.LightningModule):
             loss = loss + t
         return loss
 
+    def on_train_start(self) -> None:
+        self._refresh_text()
+
+    def _refresh_text(self) -> None:
+        if self.text is not None:
+            self.text.refresh(self.model.input)  # type: ignore[attr-defined]
+
     def on_train_epoch_start(self) -> None:
         self._train_sums = torch.zeros(3 + len(self.objectives), device=self.device)
         for objective in self.objectives.values():
@@ -135,10 +167,38 @@ class RecommendationTask(pl.LightningModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        # Objectives may own parameters (the text-alignment projection); frozen weights are left out.
+        params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("text.")]
+        groups: list[dict[str, Any]] = [{"params": params}]
+        if self.text is not None:
+            adapters = [p for p in self.text.parameters() if p.requires_grad]
+            groups.append({"params": adapters, "lr": self.text.lr or self.lr, "weight_decay": 0.0})
+        return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
+
+    # -------------------------------------------------------------- checkpoints
+    def _frozen_text_keys(self) -> set[str]:
+        if self.text is None:
+            return set()
+        trainable = {f"text.{n}" for n, p in self.text.named_parameters() if p.requires_grad}
+        return {k for k in self.state_dict() if k.startswith("text.") and k not in trainable}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """LoRA: checkpoints keep the adapters, not the frozen encoder weights (~90 MB for MiniLM)."""
+        for key in self._frozen_text_keys():
+            checkpoint["state_dict"].pop(key, None)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put the frozen encoder weights back (they are the same model's) so loading stays strict:
+        a missing adapter or graph weight is still an error."""
+        frozen = self._frozen_text_keys()
+        if frozen:
+            current = self.state_dict()
+            for key in frozen:
+                checkpoint["state_dict"].setdefault(key, current[key])
 
     # -------------------------------------------------------------- evaluation
     def _start_eval(self) -> None:
+        self._refresh_text()
         with torch.no_grad():
             self._eval_embeddings = self.model(self.graph)
 
@@ -150,14 +210,17 @@ class RecommendationTask(pl.LightningModule):
 
     def _end_eval(self, evaluator: FullRankingEvaluator, split: str) -> dict[str, float]:
         values = evaluator.compute()
-        users = torch.tensor(float(evaluator.num_users), device=self.device)
+        counts = {"num_users": float(evaluator.num_users)}
+        counts.update({f"{group}/num_users": float(n) for group, n in evaluator.group_num_users.items()})
+        users = torch.tensor(list(counts.values()), dtype=torch.float64, device=self.device)
         if self.trainer.world_size > 1:
             users = self.trainer.strategy.reduce(users, reduce_op="sum")
         evaluator.reset()
         self._eval_embeddings = None
         logged = {f"{split}/{name}": value for name, value in values.items()}
         self.log_dict(logged, sync_dist=False)  # already reduced by the metrics
-        self.log(f"{split}/num_users", users, sync_dist=False)
+        for name, value in zip(counts, users):
+            self.log(f"{split}/{name}", value.float(), sync_dist=False)
         return logged
 
     def on_validation_epoch_start(self) -> None:

@@ -118,3 +118,24 @@ def test_symmetric_spmm_two_layers_gradient():
     yd.backward()
     assert torch.allclose(ys, yd, atol=1e-5)
     assert torch.allclose(xs.grad, xd.grad, atol=1e-5)
+
+
+def test_isolated_self_loops_keep_cold_inputs_at_full_scale() -> None:
+    from graphrec_lab.models import LightGCN
+
+    users, items = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1])  # item 2 has no training edge
+    plain = TrainGraph.from_edges(users, items, 2, 3)
+    looped = TrainGraph.from_edges(users, items, 2, 3, isolated_self_loops=True)
+    dense_plain, dense_looped = plain.norm_adj.to_dense(), looped.norm_adj.to_dense()
+    cold = 2 + 2  # node id of item 2
+    assert dense_plain[cold].abs().sum() == 0
+    assert dense_looped[cold].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0]
+    mask = torch.ones(5, dtype=torch.bool)
+    mask[cold] = False
+    assert torch.equal(dense_plain[mask], dense_looped[mask]), "nodes with edges are untouched"
+    assert torch.equal(plain.edge_index, looped.edge_index)
+    torch.manual_seed(0)
+    model = LightGCN(2, 3, embedding_dim=4, num_layers=3)
+    e0 = model.input.items()[2].detach()
+    assert torch.allclose(model(plain)[1][2].detach(), e0 / 4)
+    assert torch.allclose(model(looped)[1][2].detach(), e0)
