@@ -40,6 +40,21 @@ SOURCES["amazon-scientific"] = unisrec_source(
     },
 )
 
+# The LightGCN paper's other two splits, in gowalla's text format (train.txt/test.txt + id lists).
+# Not in ../shared/datasets, so no checksums are pinned: present files are read as they are.
+for _name, _raw, _url in (
+    ("yelp2018", "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data/yelp2018",
+     "https://github.com/gusye1234/LightGCN-PyTorch/tree/master/data/yelp2018"),
+    ("amazon-book", "https://raw.githubusercontent.com/kuandeng/LightGCN/master/Data/amazon-book",
+     "https://github.com/kuandeng/LightGCN/tree/master/Data/amazon-book"),
+):  # fmt: skip
+    _files = ("train.txt", "test.txt", "user_list.txt", "item_list.txt")
+    SOURCES.setdefault(_name, DatasetSource(
+        name=_name, dirname=_name, files=_files, url=_url, checksums={},
+        downloads=tuple((f"{_raw}/{f}", f"file:{f}") for f in _files), reader=read_lightgcn_text,
+    ))  # fmt: skip
+del _name, _raw, _url, _files
+
 def resolve_source(dataset: str) -> DatasetSource:
     """The source of a dataset name: a registered one, ``recbole:<name>`` or ``unisrec:<Prefix>``
     (files ``<Prefix>.*`` in ``<data_dir>/<Prefix>``, as the UniSRec release unpacks)."""
