@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from graphrec_lab.data.cache import load_or_build
 from graphrec_lab.data.graph import DataValidationError, InteractionGraph
 from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty
-from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers
+from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers, ShardedEvalSampler
 from graphrec_lab.data.synthetic import generate_synthetic
 from graphrec_lab.data.train_graph import TrainGraph
 
@@ -230,7 +230,11 @@ class InteractionDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, split: str) -> DataLoader:
         users = self.eval_users(split)
-        return DataLoader(users, batch_size=self.eval_batch_size, shuffle=False, collate_fn=users.collate, num_workers=self.num_workers)
+        # Under DDP each user is evaluated on exactly one rank (no padding duplicates).
+        return DataLoader(
+            users, batch_size=self.eval_batch_size, sampler=ShardedEvalSampler(users), collate_fn=users.collate,
+            num_workers=self.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

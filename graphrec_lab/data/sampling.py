@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import Dataset, DistributedSampler, IterableDataset
 
 
 @dataclass
@@ -133,9 +133,7 @@ class BPRTrainBatches(IterableDataset):
         self.epoch = 0
 
     def _shard(self) -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
+        return distributed_rank_and_world()
 
     def __len__(self) -> int:
         _, world = self._shard()
@@ -154,6 +152,38 @@ class BPRTrainBatches(IterableDataset):
         for start in range(0, users.numel(), self.batch_size):
             sl = slice(start, start + self.batch_size)
             yield TrainBatch(users[sl], pos[sl], neg[sl])
+
+
+def distributed_rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised process group, ``(0, 1)`` without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ShardedEvalSampler(DistributedSampler):
+    """Evaluation indices split across ranks with no padding: rank ``r`` of ``w`` gets ``r, r+w, ...``.
+
+    ``torch``'s ``DistributedSampler`` (which Lightning installs for map-style loaders under DDP)
+    pads the last shard with repeated samples so every rank has as many; a repeated user is then
+    counted twice and the metrics shift (RecBole's DDP bug). Each sample here is seen exactly once
+    over all ranks; ranks may get one batch more or less, which evaluation allows (the metric states
+    are summed once, in ``compute``). Being a ``DistributedSampler``, Lightning leaves it in place.
+    The rank and world size are read when iterating, when the process group exists.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__(dataset, num_replicas=1, rank=0, shuffle=False, drop_last=False)
+
+    def _indices(self) -> range:
+        rank, world = distributed_rank_and_world()
+        return range(rank, len(self.dataset), world)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        return iter(self._indices())
+
+    def __len__(self) -> int:
+        return len(self._indices())
 
 
 class EvalUsers(Dataset):
