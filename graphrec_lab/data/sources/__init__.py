@@ -55,6 +55,14 @@ for _name, _raw, _url in (
     ))  # fmt: skip
 del _name, _raw, _url, _files
 
+# Social datasets (user-item interactions + user-user ties): lastfm, hetrec2011-lastfm-2k, yelp-social.
+from graphrec_lab.data.sources.social_formats import social_sources  # noqa: E402
+
+SOURCES.update(social_sources())
+# News (MIND format): mind-small-train, mind-small-dev, mind-small-sample register themselves.
+from graphrec_lab.data.sources import mind as _mind  # noqa: E402,F401
+
+
 def resolve_source(dataset: str) -> DatasetSource:
     """The source of a dataset name: a registered one, ``recbole:<name>`` or ``unisrec:<Prefix>``
     (files ``<Prefix>.*`` in ``<data_dir>/<Prefix>``, as the UniSRec release unpacks)."""
