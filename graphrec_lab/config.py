@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 # Top-level keys of configs/train.yaml besides the config groups.
 TOP_LEVEL_KEYS = {
     "data", "model", "task", "trainer", "callbacks", "logger", "paths", "experiment", "text",
-    "name", "seed", "optimized_metric", "tags", "group", "fit", "test", "print_table", "hydra",
+    "name", "seed", "optimized_metric", "tags", "group", "fit", "test", "print_table", "hydra", "ckpt_path",
 }
 PATHS_KEYS = {"root", "results"}
 # Arguments run_experiment supplies at instantiation time (never in the config files).

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from graphrec_lab.config import ConfigError, validate_config
+from graphrec_lab.distributed import global_rank, launch_local_ranks
 from graphrec_lab.tracking.results import ResultStore
 from graphrec_lab.training.callbacks import EpochTimer
 
@@ -46,6 +46,15 @@ def run_experiment(
     validate_config(cfg)
     if not str(cfg.optimized_metric).startswith("val/"):
         raise ConfigError(f"optimized_metric={cfg.optimized_metric!r}: model selection must use a val/ metric")
+    # DDP & co.: ranks 1.. are started here with this exact config (graphrec_lab.distributed).
+    with launch_local_ranks(cfg, overrides) as run_id:
+        return _run(cfg, overrides, extra_callbacks, run_id, t_start)
+
+
+def _run(
+    cfg: DictConfig, overrides: list[str] | None, extra_callbacks: Sequence[Callback], run_id: str, t_start: float
+) -> dict[str, float]:
+    """The body of ``run_experiment`` on one rank."""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -63,9 +72,9 @@ def run_experiment(
     _check_metric_exists(cfg, task)
 
     name = cfg.name or f"{type(model).__name__.lower()}-{graph.name}"
-    run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir = Path(cfg.paths.root) / "runs" / name / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if global_rank() == 0:  # other ranks write nothing of their own (checkpoint dir: rank 0's, broadcast)
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     callbacks = _callbacks(cfg, run_dir)
     timer = EpochTimer()
@@ -85,10 +94,15 @@ def run_experiment(
     metrics: dict[str, float] = {}
     t_fit = time.perf_counter()
     ckpt_path: str | None = None
+    if cfg.get("ckpt_path") and not Path(str(cfg.ckpt_path)).is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint file")
     if model.trainable and cfg.fit:
-        trainer.fit(task, datamodule=datamodule)
+        # ckpt_path with fit=true resumes training from that checkpoint (optimizer and epoch included).
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         if checkpoint is not None and checkpoint.best_model_path:
             ckpt_path = checkpoint.best_model_path
+    elif cfg.get("ckpt_path"):
+        ckpt_path = str(cfg.ckpt_path)  # evaluate a saved checkpoint (fit=false)
     fit_s = time.perf_counter() - t_fit
     # Validation metrics of the selected checkpoint (exactly the model that is tested).
     val_out = trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
@@ -125,12 +139,14 @@ def run_experiment(
         "metrics": metrics,
         "data": {"name": graph.name, "split_hash": graph.content_hash(), **graph.stats()},
         "git_commit": _git_commit(),
-        "paths": {"run_dir": str(run_dir), "checkpoint": ckpt_path, **_logger_dirs(loggers)},
+        "paths": {"run_dir": str(run_dir), "checkpoint": ckpt_path, **(_logger_dirs(loggers) if trainer.is_global_zero else {})},
         "device": str(task.device),
+        "world_size": int(trainer.world_size),
+        "strategy": type(trainer.strategy).__name__,
     }
     if trainer.is_global_zero:
         ResultStore(cfg.paths.results).append(record)
-    for lg in loggers:
+    for lg in loggers if trainer.is_global_zero else []:  # other ranks hold no-op logger experiments
         if isinstance(lg, WandbLogger):
             lg.experiment.summary.update({k: v for k, v in metrics.items()})
             lg.experiment.finish()

@@ -84,5 +84,10 @@ class _SymmetricSpMM(torch.autograd.Function):
 
 
 def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
-    """[N, N] symmetric sparse times [N, D] dense -> [N, D], differentiable in ``x``."""
-    return _SymmetricSpMM.apply(adj, x)
+    """[N, N] symmetric sparse times [N, D] dense -> [N, D], differentiable in ``x``.
+
+    Runs in the adjacency's dtype (fp32) even under autocast: CPU autocast would cast the product to
+    bf16, which the CPU sparse kernels lack, and a bf16 sum over a hub's neighbours loses precision.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _SymmetricSpMM.apply(adj, x.to(adj.dtype))

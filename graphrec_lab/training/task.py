@@ -7,6 +7,7 @@ checkpoint). Models stay plain ``nn.Module``s; nothing here is model-specific.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,10 @@ from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
 from graphrec_lab.training.objectives import Objective, StepContext
+
+# Evaluation metrics are logged per epoch with sync_dist=False on purpose: the metric states were
+# already summed across ranks in compute(), so every rank logs the same exact value.
+warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level in distributed")
 
 if TYPE_CHECKING:  # the text package imports transformers; only LoRA runs need it at run time
     from graphrec_lab.models.text.fusion import ItemTextFeatures
