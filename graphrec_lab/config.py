@@ -69,6 +69,26 @@ def _accepted_keys(target: str, where: str) -> set[str] | None:
         fn = _import(target)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"{where}._target_: cannot import {target!r} ({exc})") from exc
+    if not inspect.isclass(fn):
+        return _named_params(fn)
+    # A subclass that passes **kwargs on to its base accepts the base's parameters too: follow
+    # the MRO until an __init__ names all it takes (None if none does).
+    accepted: set[str] = set()
+    for klass in fn.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        named = _named_params(klass.__init__)
+        if named is not None:
+            return accepted | named
+        accepted |= {n for n, p in inspect.signature(klass.__init__).parameters.items() if n != "self" and p.kind not in _VARIADIC}
+    return None
+
+
+_VARIADIC = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+
+
+def _named_params(fn: Any) -> set[str] | None:
+    """The parameter names of ``fn``; None when it also takes ``**kwargs``."""
     sig = inspect.signature(fn)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
         return None

@@ -73,6 +73,18 @@ def test_misspelt_model_key_names_the_key_and_suggests():
         validate_config(cfg)
 
 
+@pytest.mark.parametrize(
+    ("data", "typo", "suggestion"),
+    [("synthetic", "txt", "text"), ("synthetic", "split_sed", "split_seed"), ("hetrec_lastfm", "social_cor", "social_core")],
+)
+def test_data_modules_passing_kwargs_to_their_base_still_reject_typos(data, typo, suggestion):
+    # ItemTextDataModule / SocialDataModule take **kwargs for InteractionDataModule's arguments;
+    # the check follows the MRO, so both their own keys and the base's are known.
+    cfg = compose([f"data={data}", f"+data.{typo}=1"])
+    with pytest.raises(ConfigError, match=rf"unknown config key 'data.{typo}'.*Did you mean '{suggestion}'"):
+        validate_config(cfg)
+
+
 def test_misspelt_top_level_key_is_rejected():
     cfg = compose(["+optimised_metric=val/recall@20"])
     with pytest.raises(ConfigError, match=r"'optimised_metric'.*Did you mean 'optimized_metric'"):

@@ -59,41 +59,8 @@ class ItemTextDataModule(InteractionDataModule):
             RecBole ``.item`` text) keep their reader's text and only the missing-text policy applies.
     """
 
-    def __init__(
-        self,
-        dataset: str = "synthetic",
-        data_dir: str | None = None,
-        cache_dir: str | None = None,
-        download: bool = True,
-        split: str = "ratio",
-        ratios: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
-        val_fraction: float = 0.1,
-        rating_threshold: float | None = None,
-        user_core: int = 0,
-        item_core: int = 0,
-        dedup: bool = True,
-        split_seed: int = 2020,
-        cold_item_fraction: float = 0.0,
-        cold_item_seed: int | None = None,
-        cold_holdout: str = "interactions",
-        synthetic: dict[str, Any] | None = None,
-        reader: dict[str, Any] | None = None,
-        text: dict[str, Any] | ItemTextConfig | None = None,
-        train_batch_size: int = 2048,
-        eval_batch_size: int = 1024,
-        sampler_seed: int = 0,
-        num_workers: int = 0,
-        isolated_self_loops: bool = False,
-    ) -> None:
-        super().__init__(
-            dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, download=download, split=split,
-            ratios=ratios, val_fraction=val_fraction, rating_threshold=rating_threshold,
-            user_core=user_core, item_core=item_core, dedup=dedup, split_seed=split_seed,
-            cold_item_fraction=cold_item_fraction, cold_item_seed=cold_item_seed, cold_holdout=cold_holdout,
-            synthetic=synthetic, reader=reader, train_batch_size=train_batch_size,
-            eval_batch_size=eval_batch_size, sampler_seed=sampler_seed, num_workers=num_workers,
-            isolated_self_loops=isolated_self_loops,
-        )  # fmt: skip
+    def __init__(self, text: dict[str, Any] | ItemTextConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # every argument of InteractionDataModule (config keys: checked through the MRO)
         self.text = _text_config(text)
 
     # ------------------------------------------------------------------ building the graph
@@ -151,40 +118,12 @@ class EcommerceDataModule(ItemTextDataModule):
     def __init__(
         self,
         dataset: str = "amazon-scientific",
-        data_dir: str | None = None,
-        cache_dir: str | None = None,
-        download: bool = True,
         split: str = "given",
-        ratios: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
-        val_fraction: float = 0.1,
-        rating_threshold: float | None = None,
-        user_core: int = 0,
-        item_core: int = 0,
-        dedup: bool = True,
-        split_seed: int = 2020,
-        cold_item_fraction: float = 0.0,
-        cold_item_seed: int | None = None,
-        cold_holdout: str = "interactions",
-        synthetic: dict[str, Any] | None = None,
-        reader: dict[str, Any] | None = None,
-        text: dict[str, Any] | ItemTextConfig | None = None,
         co_purchase_min_count: int = 1,
         co_purchase_window: int | None = None,
-        train_batch_size: int = 2048,
-        eval_batch_size: int = 1024,
-        sampler_seed: int = 0,
-        num_workers: int = 0,
-        isolated_self_loops: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, download=download, split=split,
-            ratios=ratios, val_fraction=val_fraction, rating_threshold=rating_threshold,
-            user_core=user_core, item_core=item_core, dedup=dedup, split_seed=split_seed,
-            cold_item_fraction=cold_item_fraction, cold_item_seed=cold_item_seed, cold_holdout=cold_holdout,
-            synthetic=synthetic, reader=reader, text=text, train_batch_size=train_batch_size,
-            eval_batch_size=eval_batch_size, sampler_seed=sampler_seed, num_workers=num_workers,
-            isolated_self_loops=isolated_self_loops,
-        )  # fmt: skip
+        super().__init__(dataset=dataset, split=split, **kwargs)
         _check_co_purchase_args(co_purchase_min_count, co_purchase_window, "data.co_purchase_")
         self.co_purchase_min_count = co_purchase_min_count
         self.co_purchase_window = co_purchase_window

@@ -407,41 +407,16 @@ class SocialDataModule(InteractionDataModule):
     def __init__(
         self,
         dataset: str = "lastfm",
-        data_dir: str | None = None,
-        cache_dir: str | None = None,
-        download: bool = True,
         split: str = "ratio",
-        ratios: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
-        val_fraction: float = 0.1,
-        rating_threshold: float | None = None,
-        user_core: int = 0,
-        item_core: int = 0,
-        dedup: bool = True,
-        split_seed: int = 2020,
-        cold_item_fraction: float = 0.0,
-        cold_item_seed: int | None = None,
-        cold_holdout: str = "interactions",
-        synthetic: dict[str, Any] | None = None,
-        reader: dict[str, Any] | None = None,
         symmetrize_social: bool = True,
         social_only_users: str = "drop",
         social_core: int = 0,
         target: str = "items",
         join_social: bool = False,
         join_interactions: bool = False,
-        train_batch_size: int = 2048,
-        eval_batch_size: int = 1024,
-        sampler_seed: int = 0,
-        num_workers: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, download=download, split=split,
-            ratios=ratios, val_fraction=val_fraction, rating_threshold=rating_threshold,
-            user_core=user_core, item_core=item_core, dedup=dedup, split_seed=split_seed,
-            cold_item_fraction=cold_item_fraction, cold_item_seed=cold_item_seed, cold_holdout=cold_holdout,
-            synthetic=synthetic, reader=reader, train_batch_size=train_batch_size,
-            eval_batch_size=eval_batch_size, sampler_seed=sampler_seed, num_workers=num_workers,
-        )  # fmt: skip
+        super().__init__(dataset=dataset, split=split, **kwargs)  # the rest: InteractionDataModule's arguments
         if dataset == "synthetic":
             raise ValueError("data.dataset='synthetic' has no user-user ties; use a social dataset (lastfm, hetrec2011-lastfm-2k, yelp-social)")
         if target not in TARGETS:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -27,12 +26,13 @@ from graphrec_lab.data.news import ImpressionBatch
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.evaluation.impressions import DEFAULT_KS, ImpressionEvaluator
 from graphrec_lab.models.news.base import NewsRecommender
+from graphrec_lab.training.adapters import TextAdapterCheckpoints
 
 if TYPE_CHECKING:
     from graphrec_lab.models.text.fusion import ItemTextFeatures
 
 
-class NewsTask(pl.LightningModule):
+class NewsTask(TextAdapterCheckpoints):
     """Args:
         model: a ``models.news.NewsRecommender`` (NRMS, GraphNRMS, NewsPopularity).
         lr: Adam learning rate (NRMS: 1e-4 with a trainable word-level encoder; a projection of
@@ -151,28 +151,8 @@ class NewsTask(pl.LightningModule):
 
     def configure_optimizers(self):
         groups: list[dict[str, Any]] = [g for g in self.model.param_groups(self.lr) if g["params"]]
-        if self.text is not None:
-            adapters = [p for p in self.text.parameters() if p.requires_grad]
-            groups.append({"params": adapters, "lr": self.text.lr or self.lr, "weight_decay": 0.0})
+        groups += self.adapter_param_group(self.lr)
         return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
-
-    # -------------------------------------------------------------- checkpoints (LoRA: adapters only)
-    def _frozen_text_keys(self) -> set[str]:
-        if self.text is None:
-            return set()
-        trainable = {f"text.{n}" for n, p in self.text.named_parameters() if p.requires_grad}
-        return {k for k in self.state_dict() if k.startswith("text.") and k not in trainable}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        for key in self._frozen_text_keys():
-            checkpoint["state_dict"].pop(key, None)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        frozen = self._frozen_text_keys()
-        if frozen:
-            current = self.state_dict()
-            for key in frozen:
-                checkpoint["state_dict"].setdefault(key, current[key])
 
     # -------------------------------------------------------------- evaluation
     def _start_eval(self, graph: TrainGraph | None) -> None:

@@ -11,16 +11,17 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 
+from graphrec_lab.data.neighbor_sampling import NeighborSampler
 from graphrec_lab.data.sampling import EvalBatch, TrainBatch
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
+from graphrec_lab.training.adapters import TextAdapterCheckpoints
 from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
 from graphrec_lab.training.objectives import Objective, StepContext
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # the text package imports transformers; only LoRA runs need 
     from graphrec_lab.models.text.fusion import ItemTextFeatures
 
 
-class RecommendationTask(pl.LightningModule):
+class RecommendationTask(TextAdapterCheckpoints):
     """BPR training and full-ranking evaluation of a ``Recommender``.
 
     Args:
@@ -50,6 +51,10 @@ class RecommendationTask(pl.LightningModule):
             model (run_experiment passes it; frozen text features are a plain buffer of the model).
         item_groups: named [I] bool item masks (e.g. the cold-start protocol's ``cold``/``warm``):
             every metric is also reported as ``<group>/<metric>@k`` with targets restricted to the group.
+        sampling: ``{"fanouts": [k_1, ..., k_K]}`` trains each batch on a neighbour-sampled
+            computation graph (``data.neighbor_sampling``; one fanout per model layer) instead of the
+            full graph, for graphs whose full propagation does not fit. Evaluation stays full-graph.
+            BPR + L2 only (objectives, LoRA text and social models need the full graph).
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class RecommendationTask(pl.LightningModule):
         objectives: Mapping[str, Objective | Mapping[str, Any]] | None = None,
         text: ItemTextFeatures | None = None,
         item_groups: Mapping[str, Tensor] | None = None,
+        sampling: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -79,6 +85,28 @@ class RecommendationTask(pl.LightningModule):
         self.save_hyperparameters(ignore=["model", "objectives", "text", "item_groups"])  # objectives: in the run record's config
         self._graph: TrainGraph | None = None
         self._eval_embeddings: tuple[Tensor, Tensor] | None = None
+        self.sampling = dict(sampling) if sampling else None
+        self._sampler: NeighborSampler | None = None
+        self._sample_generator: torch.Generator | None = None
+        if self.sampling is not None:
+            self._check_sampling()
+
+    def _check_sampling(self) -> None:
+        from graphrec_lab.config import ConfigError
+
+        fanouts = list((self.sampling or {}).get("fanouts") or [])
+        unknown = sorted(set(self.sampling or {}) - {"fanouts"})
+        if unknown:
+            raise ConfigError(f"task.sampling: unknown keys {unknown}; accepted: fanouts")
+        if not isinstance(self.model, GraphRecommender):
+            raise ConfigError(f"task.sampling: {type(self.model).__name__} does not propagate over a sampled user-item graph")
+        if len(fanouts) != self.model.num_layers or min(fanouts, default=0) < 1:
+            raise ConfigError(
+                f"task.sampling.fanouts={fanouts}: need one positive fanout per layer ({self.model.num_layers} for "
+                f"{type(self.model).__name__}, model.num_layers)"
+            )
+        if len(self.objectives) or self.text is not None:
+            raise ConfigError("task.sampling: objectives and LoRA text need full-graph training; drop one of them")
 
     # -------------------------------------------------------------- graph plumbing
     def attach_graph(self, graph: TrainGraph) -> None:
@@ -87,6 +115,12 @@ class RecommendationTask(pl.LightningModule):
         self._graph = graph
         for objective in self.objectives.values():
             objective.bind(self.model, graph)
+        if self.sampling is not None:
+            if type(graph) is not TrainGraph:
+                from graphrec_lab.config import ConfigError
+
+                raise ConfigError(f"task.sampling: the data's {type(graph).__name__} carries more than user-item edges; sample plain interaction graphs only")
+            self._sampler = NeighborSampler(graph, self.sampling["fanouts"])
 
     @property
     def graph(self) -> TrainGraph:
@@ -119,12 +153,30 @@ class RecommendationTask(pl.LightningModule):
         finally:
             node_input.set_live_features("item", None)
 
+    def _sampled_pass(self, batch: TrainBatch) -> tuple[Tensor, Tensor]:
+        """Sampled training: the batch's users [B, D] and positive + negative items [2B, D], propagated
+        over the batch's computation graph only."""
+        assert self._sampler is not None and isinstance(self.model, GraphRecommender)
+        if self._sample_generator is None:  # seeded by the run's seed (seed_everything), per rank
+            self._sample_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) + self.global_rank)
+        cpu = [t.cpu() for t in (batch.users, batch.pos_items, batch.neg_items)]
+        sub = self._sampler.sample(*cpu, generator=self._sample_generator).to(self.device)
+        x0 = self.model.input_rows(sub.user_ids, sub.item_ids)
+        out = self.model.readout(self.model.propagate(sub.graph, x0=x0))
+        user_emb, item_emb = torch.split(out, [sub.graph.num_users, sub.graph.num_items])
+        return user_emb.index_select(0, sub.users), item_emb.index_select(0, torch.cat([sub.pos_items, sub.neg_items]))
+
     def _training_step(self, batch: TrainBatch) -> Tensor:
-        graph = self.graph
-        user_emb, item_emb, layers = self._bpr_pass(graph)
-        # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
-        u = user_emb.index_select(0, batch.users)
-        items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
+        if self._sampler is not None:
+            graph, layers = None, None
+            u, items = self._sampled_pass(batch)
+            user_emb = item_emb = None
+        else:
+            graph = self.graph
+            user_emb, item_emb, layers = self._bpr_pass(graph)
+            # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
+            u = user_emb.index_select(0, batch.users)
+            items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
         pos = (u * items[: len(batch)]).sum(-1)
         neg = (u * items[len(batch) :]).sum(-1)
         bpr = bpr_loss(pos, neg)
@@ -174,32 +226,8 @@ class RecommendationTask(pl.LightningModule):
     def configure_optimizers(self):
         # Objectives may own parameters (the text-alignment projection); frozen weights are left out.
         params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("text.")]
-        groups: list[dict[str, Any]] = [{"params": params}]
-        if self.text is not None:
-            adapters = [p for p in self.text.parameters() if p.requires_grad]
-            groups.append({"params": adapters, "lr": self.text.lr or self.lr, "weight_decay": 0.0})
+        groups: list[dict[str, Any]] = [{"params": params}, *self.adapter_param_group(self.lr)]
         return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
-
-    # -------------------------------------------------------------- checkpoints
-    def _frozen_text_keys(self) -> set[str]:
-        if self.text is None:
-            return set()
-        trainable = {f"text.{n}" for n, p in self.text.named_parameters() if p.requires_grad}
-        return {k for k in self.state_dict() if k.startswith("text.") and k not in trainable}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """LoRA: checkpoints keep the adapters, not the frozen encoder weights (~90 MB for MiniLM)."""
-        for key in self._frozen_text_keys():
-            checkpoint["state_dict"].pop(key, None)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Put the frozen encoder weights back (they are the same model's) so loading stays strict:
-        a missing adapter or graph weight is still an error."""
-        frozen = self._frozen_text_keys()
-        if frozen:
-            current = self.state_dict()
-            for key in frozen:
-                checkpoint["state_dict"].setdefault(key, current[key])
 
     # -------------------------------------------------------------- evaluation
     def _start_eval(self) -> None:

@@ -70,11 +70,15 @@ class GraphRecommender(Recommender):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ the interface
-    def propagate(self, graph: TrainGraph, perturb_eps: float = 0.0, generator: torch.Generator | None = None) -> list[Tensor]:
+    def propagate(
+        self, graph: TrainGraph, perturb_eps: float = 0.0, generator: torch.Generator | None = None, x0: Tensor | None = None
+    ) -> list[Tensor]:
         """Per-layer node embeddings ``[E^(0), ..., E^(K)]``, each [N, D_k].
 
-        ``perturb_eps > 0`` adds SimGCL's sign-aligned uniform noise of norm eps to every E^(k), k >= 1."""
-        x = self.input()
+        ``perturb_eps > 0`` adds SimGCL's sign-aligned uniform noise of norm eps to every E^(k), k >= 1.
+        ``x0``: E^(0) of ``graph``'s nodes when ``graph`` is a sampled computation graph
+        (``input_rows``), else the whole input table."""
+        x = self.input() if x0 is None else x0
         layers = [x]
         state = self.prepare(graph)
         for k in range(self.num_layers):
@@ -83,6 +87,11 @@ class GraphRecommender(Recommender):
                 x = ops.perturb(x, perturb_eps, generator)
             layers.append(x)
         return layers
+
+    def input_rows(self, user_ids: Tensor, item_ids: Tensor) -> Tensor:
+        """E^(0) of some users [U_s] and items [I_s], users first: [U_s + I_s, D] (a sampled
+        computation graph's nodes, ``data.neighbor_sampling``)."""
+        return torch.cat([self.input.users(user_ids), self.input.items(item_ids)])
 
     def readout(self, layers: list[Tensor]) -> Tensor:
         """[E^(0), ..., E^(K)] -> E [N, D_out]."""

@@ -1,0 +1,122 @@
+"""Neighbour-sampled computation graphs: real edges only, fanouts respected, exact L-hop ball when the
+fanouts exceed every degree, seeded; sampled training learns and refuses what it cannot do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graphrec_lab.config import ConfigError, compose
+from graphrec_lab.data.neighbor_sampling import NeighborSampler
+from graphrec_lab.data.train_graph import TrainGraph
+from graphrec_lab.experiment import run_experiment
+from graphrec_lab.models.gnn.lightgcn import LightGCN
+from graphrec_lab.training.task import RecommendationTask
+from tests.conftest import tiny_overrides
+
+
+def random_graph(num_users=40, num_items=30, edges=200, seed=0) -> tuple[TrainGraph, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.unique(torch.randint(0, num_users * num_items, (edges,), generator=g))
+    users, items = keys // num_items, keys % num_items
+    return TrainGraph.from_edges(users, items, num_users, num_items), users, items
+
+
+def sampled_pairs(sub, num_items: int) -> set[tuple[int, int]]:
+    """The computation graph's user-item edges in global ids."""
+    src, dst = sub.graph.edge_index
+    half = src < sub.graph.num_users
+    u = sub.user_ids[src[half]]
+    i = sub.item_ids[dst[half] - sub.graph.num_users]
+    return set(zip(u.tolist(), i.tolist()))
+
+
+def ball_edges(users, items, num_users, seeds: set[int], hops: int) -> set[tuple[int, int]]:
+    """Brute force: the edges incident to nodes within hops-1 of the seeds (node ids: users, then items)."""
+    adj: dict[int, set[int]] = {}
+    for u, i in zip(users.tolist(), items.tolist()):
+        adj.setdefault(u, set()).add(num_users + i)
+        adj.setdefault(num_users + i, set()).add(u)
+    frontier, seen, out = set(seeds), set(seeds), set()
+    for _ in range(hops):
+        nxt = set()
+        for v in frontier:
+            for w in adj.get(v, ()):
+                u, i = (v, w) if v < num_users else (w, v)
+                out.add((u, i - num_users))
+                if w not in seen:
+                    nxt.add(w)
+        seen |= nxt
+        frontier = nxt
+    return out
+
+
+def test_fanouts_above_every_degree_give_exactly_the_l_hop_ball():
+    graph, users, items = random_graph()
+    sampler = NeighborSampler(graph, [1000, 1000])
+    bu, bp, bn = torch.tensor([0, 3]), torch.tensor([1, 2]), torch.tensor([5, 7])
+    sub = sampler.sample(bu, bp, bn, torch.Generator().manual_seed(0))
+    seeds = {0, 3} | {graph.num_users + i for i in (1, 2, 5, 7)}
+    assert sampled_pairs(sub, graph.num_items) == ball_edges(users, items, graph.num_users, seeds, hops=2)
+    # The batch maps back to its global ids.
+    assert sub.user_ids[sub.users].tolist() == [0, 3]
+    assert sub.item_ids[sub.pos_items].tolist() == [1, 2] and sub.item_ids[sub.neg_items].tolist() == [5, 7]
+
+
+def test_sampled_edges_are_real_and_fanouts_are_respected():
+    graph, users, items = random_graph(num_users=60, num_items=20, edges=600, seed=1)
+    real = set(zip(users.tolist(), items.tolist()))
+    sampler = NeighborSampler(graph, [3])
+    bu = torch.arange(10)
+    sub = sampler.sample(bu, torch.zeros(10, dtype=torch.long), torch.ones(10, dtype=torch.long), torch.Generator().manual_seed(0))
+    pairs = sampled_pairs(sub, graph.num_items)
+    assert pairs <= real
+    # One hop: every sampled edge touches a seed, and each seed keeps at most 3 neighbours
+    # (items 0 and 1 are seeds too, so count per seed over the edges they own).
+    per_user = torch.bincount(torch.tensor([u for u, i in pairs if u < 10 and i not in (0, 1)]), minlength=10)
+    assert int(per_user.max()) <= 3
+    item_deg = {i: sum(1 for u, j in pairs if j == i and u >= 10) for i in (0, 1)}
+    assert max(item_deg.values()) <= 3
+
+
+def test_sampling_is_seeded():
+    graph, _, _ = random_graph(edges=400, seed=2)
+    sampler = NeighborSampler(graph, [2, 2])
+    args = (torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6]), torch.tensor([7, 8, 9]))
+    a = sampler.sample(*args, torch.Generator().manual_seed(5))
+    b = sampler.sample(*args, torch.Generator().manual_seed(5))
+    assert torch.equal(a.graph.edge_index, b.graph.edge_index) and torch.equal(a.item_ids, b.item_ids)
+
+
+def test_with_every_neighbour_kept_a_seeds_aggregation_equals_the_full_graphs():
+    """Sum aggregation of one hop: over the computation graph and over the full graph, for the seeds."""
+    graph, _, _ = random_graph(edges=300, seed=3)
+    model = LightGCN(graph.num_users, graph.num_items, embedding_dim=4, num_layers=1)
+    sampler = NeighborSampler(graph, [1000])
+    sub = sampler.sample(torch.tensor([0, 1]), torch.tensor([0]).repeat(2), torch.tensor([1]).repeat(2))
+    x0 = model.input_rows(sub.user_ids, sub.item_ids)
+    adj = torch.sparse_coo_tensor(sub.graph.edge_index, torch.ones(sub.graph.edge_index.shape[1]), (x0.shape[0],) * 2)
+    full = torch.sparse_coo_tensor(graph.edge_index, torch.ones(graph.edge_index.shape[1]), (graph.num_nodes,) * 2)
+    local = torch.sparse.mm(adj, x0)[sub.users]
+    want = torch.sparse.mm(full, model.input())[torch.tensor([0, 1])]
+    assert torch.allclose(local, want, atol=1e-6)
+
+
+def test_sampled_training_learns_on_the_synthetic_graph(out_dir):
+    common = tiny_overrides(out_dir, "trainer.max_epochs=20", "trainer.check_val_every_n_epoch=5", "print_table=false")
+    sampled = run_experiment(compose([*common, "model=lightgcn", "model.num_layers=2", "task.sampling={fanouts:[5,5]}"]))
+    pop = run_experiment(compose([*common, "model=pop"]))
+    assert sampled["val/ndcg@20"] > pop["val/ndcg@20"]
+
+
+def test_sampling_config_errors_name_the_key():
+    graph, _, _ = random_graph()
+    model = LightGCN(graph.num_users, graph.num_items, embedding_dim=4, num_layers=2)
+    with pytest.raises(ConfigError, match=r"task.sampling.fanouts=\[5\]: need one positive fanout per layer \(2"):
+        RecommendationTask(model, sampling={"fanouts": [5]})
+    with pytest.raises(ConfigError, match="task.sampling: unknown keys \\['fanout'\\]"):
+        RecommendationTask(model, sampling={"fanout": [5, 5]})
+    from graphrec_lab.training.objectives import SimGCLContrast
+
+    with pytest.raises(ConfigError, match="objectives and LoRA text need full-graph training"):
+        RecommendationTask(model, sampling={"fanouts": [5, 5]}, objectives={"cl": SimGCLContrast()})
