@@ -22,6 +22,7 @@ from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
+from graphrec_lab.training.lazy_adam import LazyRowAdam
 from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
 from graphrec_lab.training.objectives import Objective, StepContext
 
@@ -55,6 +56,9 @@ class RecommendationTask(TextAdapterCheckpoints):
             computation graph (``data.neighbor_sampling``; one fanout per model layer) instead of the
             full graph, for graphs whose full propagation does not fit. Evaluation stays full-graph.
             BPR + L2 only (objectives, LoRA text and social models need the full graph).
+            ``row_updates: lazy_adam`` also updates only the step's rows of the ID table
+            (``training.lazy_adam``: per-step memory independent of the graph; one process only);
+            ``dense`` (default) keeps plain Adam over the whole table.
     """
 
     def __init__(
@@ -86,6 +90,8 @@ class RecommendationTask(TextAdapterCheckpoints):
         self._graph: TrainGraph | None = None
         self._eval_embeddings: tuple[Tensor, Tensor] | None = None
         self.sampling = dict(sampling) if sampling else None
+        self._lazy = None
+        self._lazy_rows: tuple[Tensor, Tensor] | None = None
         self._sampler: NeighborSampler | None = None
         self._sample_generator: torch.Generator | None = None
         if self.sampling is not None:
@@ -95,9 +101,12 @@ class RecommendationTask(TextAdapterCheckpoints):
         from graphrec_lab.config import ConfigError
 
         fanouts = list((self.sampling or {}).get("fanouts") or [])
-        unknown = sorted(set(self.sampling or {}) - {"fanouts"})
+        unknown = sorted(set(self.sampling or {}) - {"fanouts", "row_updates"})
         if unknown:
-            raise ConfigError(f"task.sampling: unknown keys {unknown}; accepted: fanouts")
+            raise ConfigError(f"task.sampling: unknown keys {unknown}; accepted: fanouts, row_updates")
+        row_updates = (self.sampling or {}).get("row_updates", "dense")
+        if row_updates not in ("dense", "lazy_adam"):
+            raise ConfigError(f"task.sampling.row_updates={row_updates!r}: expected dense or lazy_adam")
         if not isinstance(self.model, GraphRecommender):
             raise ConfigError(f"task.sampling: {type(self.model).__name__} does not propagate over a sampled user-item graph")
         if len(fanouts) != self.model.num_layers or min(fanouts, default=0) < 1:
@@ -107,6 +116,12 @@ class RecommendationTask(TextAdapterCheckpoints):
             )
         if len(self.objectives) or self.text is not None:
             raise ConfigError("task.sampling: objectives and LoRA text need full-graph training; drop one of them")
+        self._lazy: LazyRowAdam | None = None
+        if row_updates == "lazy_adam":
+            node_input = self.model.input
+            if node_input.embedding is None or not node_input.ids_only:
+                raise ConfigError("task.sampling.row_updates=lazy_adam needs ID embeddings in one shared table (feature_mode=id)")
+            self._lazy = LazyRowAdam(node_input.embedding.weight, self.lr, weight_decay=self.weight_decay)
 
     # -------------------------------------------------------------- graph plumbing
     def attach_graph(self, graph: TrainGraph) -> None:
@@ -161,10 +176,30 @@ class RecommendationTask(TextAdapterCheckpoints):
             self._sample_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) + self.global_rank)
         cpu = [t.cpu() for t in (batch.users, batch.pos_items, batch.neg_items)]
         sub = self._sampler.sample(*cpu, generator=self._sample_generator).to(self.device)
-        x0 = self.model.input_rows(sub.user_ids, sub.item_ids)
+        if self._lazy is not None:  # the step's rows as a leaf; on_after_backward updates just them
+            ids = torch.cat([sub.user_ids, sub.item_ids + self.model.num_users])
+            x0 = self._lazy.gather(ids)
+            self._lazy_rows = (ids, x0)
+            n_u = sub.graph.num_users
+            self._sampled_ego = [x0[sub.users], x0[n_u + sub.pos_items], x0[n_u + sub.neg_items]]
+        else:
+            x0 = self.model.input_rows(sub.user_ids, sub.item_ids)
         out = self.model.readout(self.model.propagate(sub.graph, x0=x0))
         user_emb, item_emb = torch.split(out, [sub.graph.num_users, sub.graph.num_items])
         return user_emb.index_select(0, sub.users), item_emb.index_select(0, torch.cat([sub.pos_items, sub.neg_items]))
+
+    def on_after_backward(self) -> None:
+        if self._lazy_rows is not None:
+            ids, rows = self._lazy_rows
+            self._lazy_rows = None
+            if rows.grad is not None:
+                self._lazy.step(ids, rows.grad)  # type: ignore[union-attr]
+
+    def on_fit_start(self) -> None:
+        if self._lazy is not None and self.trainer.world_size > 1:
+            from graphrec_lab.config import ConfigError
+
+            raise ConfigError("task.sampling.row_updates=lazy_adam updates rows outside DDP's gradient sync; use dense under DDP")
 
     def _training_step(self, batch: TrainBatch) -> Tensor:
         if self._sampler is not None:
@@ -182,7 +217,8 @@ class RecommendationTask(TextAdapterCheckpoints):
         bpr = bpr_loss(pos, neg)
         reg = bpr.new_zeros(())
         if self.l2_reg > 0:
-            reg = self.l2_reg * l2_batch_loss(self.model.ego_embeddings(batch.users, batch.pos_items, batch.neg_items))
+            ego = self._sampled_ego if self._lazy is not None else self.model.ego_embeddings(batch.users, batch.pos_items, batch.neg_items)
+            reg = self.l2_reg * l2_batch_loss(ego)
         terms = [bpr, reg]
         if len(self.objectives):
             ctx = StepContext(self.model, graph, batch, layers, user_emb, item_emb)
@@ -225,7 +261,8 @@ class RecommendationTask(TextAdapterCheckpoints):
 
     def configure_optimizers(self):
         # Objectives may own parameters (the text-alignment projection); frozen weights are left out.
-        params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("text.")]
+        lazy = {id(self._lazy.weight)} if self._lazy is not None else set()  # updated row-wise instead
+        params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("text.") and id(p) not in lazy]
         groups: list[dict[str, Any]] = [{"params": params}, *self.adapter_param_group(self.lr)]
         return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
 

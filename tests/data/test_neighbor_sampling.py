@@ -120,3 +120,50 @@ def test_sampling_config_errors_name_the_key():
 
     with pytest.raises(ConfigError, match="objectives and LoRA text need full-graph training"):
         RecommendationTask(model, sampling={"fanouts": [5, 5]}, objectives={"cl": SimGCLContrast()})
+
+
+def test_lazy_row_adam_is_adam_when_every_row_is_touched():
+    from graphrec_lab.training.lazy_adam import LazyRowAdam
+
+    torch.manual_seed(0)
+    dense = torch.nn.Parameter(torch.randn(6, 3))
+    lazy_weight = torch.nn.Parameter(dense.detach().clone())
+    adam = torch.optim.Adam([dense], lr=0.01, weight_decay=0.001)
+    lazy = LazyRowAdam(lazy_weight, lr=0.01, weight_decay=0.001)
+    ids = torch.tensor([3, 0, 5, 1, 4, 2])  # every row, in any order
+    for _ in range(5):
+        grad = torch.randn(6, 3)
+        dense.grad = grad.clone()
+        adam.step()
+        lazy.step(ids, grad[ids])
+    assert torch.allclose(dense, lazy_weight, atol=1e-6)
+
+
+def test_lazy_row_adam_leaves_untouched_rows_and_their_moments_alone():
+    from graphrec_lab.training.lazy_adam import LazyRowAdam
+
+    weight = torch.nn.Parameter(torch.randn(5, 2))
+    before = weight.detach().clone()
+    lazy = LazyRowAdam(weight, lr=0.1)
+    lazy.step(torch.tensor([1, 3]), torch.ones(2, 2))
+    changed = (weight.detach() != before).any(1)
+    assert changed.tolist() == [False, True, False, True, False]
+    assert lazy.exp_avg[[0, 2, 4]].abs().sum() == 0
+
+
+def test_sampled_training_with_lazy_row_updates_learns_and_trains_no_dense_table(out_dir):
+    common = tiny_overrides(out_dir, "trainer.max_epochs=20", "trainer.check_val_every_n_epoch=5", "print_table=false")
+    lazy = run_experiment(
+        compose([*common, "model=lightgcn", "model.num_layers=2", "task.sampling={fanouts:[5,5],row_updates:lazy_adam}"])
+    )
+    pop = run_experiment(compose([*common, "model=pop"]))
+    assert lazy["val/ndcg@20"] > pop["val/ndcg@20"]
+
+
+def test_lazy_rows_need_an_id_table():
+    graph, _, _ = random_graph()
+    model = LightGCN(graph.num_users, graph.num_items, embedding_dim=4, num_layers=1, item_features=torch.randn(graph.num_items, 3), feature_mode="sum")
+    with pytest.raises(ConfigError, match="row_updates=lazy_adam needs ID embeddings"):
+        RecommendationTask(model, sampling={"fanouts": [5], "row_updates": "lazy_adam"})
+    with pytest.raises(ConfigError, match="row_updates='sparse': expected dense or lazy_adam"):
+        RecommendationTask(model, sampling={"fanouts": [5], "row_updates": "sparse"})
