@@ -203,3 +203,27 @@ def test_gpu_check_script_runs_on_cpu_in_fp32_and_bf16(tmp_path):
     rows = [line for line in out.stdout.splitlines() if line.startswith(("| 32-true", "| bf16-mixed"))]
     assert len(rows) == 2
     assert all(float(row.split("|")[7]) > 0 for row in rows)  # test Recall@20 of a trained LightGCN
+
+
+@pytest.mark.slow
+def test_ddp_sweep_prunes_a_trial_and_goes_on(out_dir, tmp_path):
+    """A pruned trial raises on rank 0; the launcher stops the other rank and the sweep continues."""
+    import optuna
+    from optuna.trial import TrialState
+
+    sweep = tmp_path / "prune.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {"n_trials": 3, "seed": 0, "sampler": {"name": "bruteforce"},
+             "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+             "params": {"task.lr": [0.05, 0.00001], "seed": [0, 1]}}  # fmt: skip
+        )
+    )
+    overrides = tiny_overrides(out_dir, *SMALL, *DDP, "model=bprmf", "trainer.check_val_every_n_epoch=1")
+    summary = run_sweep(str(sweep), overrides=overrides)
+    trials = optuna.load_study(study_name="prune", storage=f"sqlite:///{out_dir / 'sweeps/prune/study.db'}").trials
+    assert len(trials) == 3 and summary.n_failed == 0
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert summary.n_pruned >= 1  # lr 1e-5 falls under the median of a finished lr 0.05 trial
+    # Every finished (not pruned) trial wrote its one record.
+    assert len(ResultStore(out_dir / "results.jsonl").read()) == summary.n_complete
