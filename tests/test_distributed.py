@@ -227,3 +227,24 @@ def test_ddp_sweep_prunes_a_trial_and_goes_on(out_dir, tmp_path):
     assert summary.n_pruned >= 1  # lr 1e-5 falls under the median of a finished lr 0.05 trial
     # Every finished (not pruned) trial wrote its one record.
     assert len(ResultStore(out_dir / "results.jsonl").read()) == summary.n_complete
+
+
+@pytest.mark.slow
+def test_ddp_news_evaluation_equals_single_process(out_dir, tmp_path, tiny_encoder_dir):
+    """MIND metrics per impression: each impression scored on one rank, sums reduced once."""
+    news = [
+        "experiment=news_synthetic", "model=graph_nrms", f"paths.root={out_dir}", "logger=csv", "print_table=false",
+        f"text.encoder.model_name_or_path={tiny_encoder_dir}", "text.encoder.max_length=32",
+        f"text.cache_dir={tmp_path / 'text'}", "data.cache_dir=none", "data.synthetic.num_users=81",
+        "data.synthetic.days=4", "data.synthetic.new_per_day=30", "data.synthetic.history_news_per_day=10",
+        "trainer.accelerator=cpu", "trainer.max_epochs=1",
+    ]  # fmt: skip
+    run_experiment(compose(news))
+    ckpt = ResultStore(out_dir / "results.jsonl").read()[-1]["paths"]["checkpoint"]
+    evaluate = [*news, "fit=false", f"ckpt_path={ckpt}"]
+    single = run_experiment(compose(evaluate))
+    ddp = run_experiment(compose([*evaluate, "trainer.devices=2", "trainer.strategy=ddp"]))
+    keys = [k for k in single if k.startswith(("val/", "test/"))]
+    assert {"val/auc", "test/auc", "test/mrr", "test/ndcg@5", "test/ndcg@10"} <= set(keys)
+    for key in keys:
+        assert ddp[key] == pytest.approx(single[key], abs=1e-6), key

@@ -188,21 +188,34 @@ class ImpressionEvaluator(Metric):
         self.skipped_count.add_((~two_class).sum().to(torch.float64))
 
     def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+        # Inside compute the states are summed over DDP ranks; torchmetrics restores the local ones
+        # afterwards, so the counts are kept here for num_impressions / skipped.
+        self._totals = (int(self.seen.item()), int(self.skipped_count.item()))
         out = {}
         for name in self.names:
             n = getattr(self, f"n_{name}")
             out[name] = getattr(self, f"sum_{name}") / n if n > 0 else torch.tensor(math.nan, dtype=torch.float64)
         return out
 
+    def _counts(self) -> tuple[int, int]:
+        """(seen, skipped): over all ranks after ``compute``, else this process's."""
+        totals = getattr(self, "_totals", None)
+        return totals if totals is not None else (int(self.seen.item()), int(self.skipped_count.item()))
+
+    def reset(self) -> None:
+        super().reset()
+        self._totals = None
+
     @property
     def num_impressions(self) -> int:
         """Impressions in every average under ``skip`` (those with a click and a skip)."""
-        return int(self.seen.item() - self.skipped_count.item())
+        seen, skipped = self._counts()
+        return seen - skipped
 
     @property
     def skipped(self) -> int:
         """Single-class impressions (all clicked, none clicked, or one candidate)."""
-        return int(self.skipped_count.item())
+        return self._counts()[1]
 
 
 __all__ = ["DEFAULT_KS", "ImpressionEvaluator", "SINGLE_CLASS_POLICIES", "impression_metrics", "metric_names"]

