@@ -15,11 +15,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from graphrec_lab.data.graph import InteractionGraph
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Bump when the processed format or the preprocessing code changes meaning.
 CACHE_FORMAT = 1
@@ -36,21 +37,40 @@ def load_or_build(cache_dir: str | Path | None, name: str, parts: dict, build: C
 
     ``cache_dir=None`` disables caching (the graph is built in memory every time).
     """
+    return load_or_build_entry(
+        cache_dir, name, parts, build, filename="graph.pt", load=InteractionGraph.load,
+        meta=lambda graph: {"split_hash": graph.content_hash(), "stats": graph.stats()},
+    )  # fmt: skip
+
+
+def load_or_build_entry(
+    cache_dir: str | Path | None,
+    name: str,
+    parts: dict,
+    build: Callable[[], T],
+    *,
+    filename: str,
+    load: Callable[[Path], T],
+    meta: Callable[[T], dict[str, Any]],
+) -> T:
+    """The cache protocol for any processed object with ``save(path)``: ``<cache_dir>/<name>-<key>/
+    <filename>`` plus ``meta.json`` (name, key, parts and ``meta(obj)``), written to a temporary
+    folder and renamed into place."""
     if cache_dir is None:
         return build()
     key = cache_key(parts)
     entry = Path(cache_dir) / f"{name}-{key}"
-    graph_file = entry / "graph.pt"
-    if graph_file.exists():
+    target = entry / filename
+    if target.exists():
         log.info("processed cache hit: %s", entry)
-        return InteractionGraph.load(graph_file)
-    graph = build()
+        return load(target)
+    obj = build()
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}-", dir=entry.parent))
     try:
-        graph.save(tmp / "graph.pt")
-        meta = {"name": name, "key": key, "parts": parts, "split_hash": graph.content_hash(), "stats": graph.stats()}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        obj.save(tmp / filename)  # type: ignore[attr-defined]
+        info = {"name": name, "key": key, "parts": parts, **meta(obj)}
+        (tmp / "meta.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
         try:
             os.rename(tmp, entry)  # atomic; fails if another process won the race
             log.info("processed cache written: %s", entry)
@@ -59,4 +79,4 @@ def load_or_build(cache_dir: str | Path | None, name: str, parts: dict, build: C
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return graph
+    return obj

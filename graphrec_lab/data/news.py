@@ -34,9 +34,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -47,7 +44,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from graphrec_lab.data.cache import cache_key
+from graphrec_lab.data.cache import load_or_build_entry
 from graphrec_lab.data.datamodule import resolve_cache_dir, resolve_data_dir
 from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGraph
 from graphrec_lab.data.sampling import ShardedEvalSampler, distributed_rank_and_world
@@ -730,28 +727,10 @@ def _text_config(text: dict[str, Any] | ItemTextConfig | None) -> ItemTextConfig
 
 def _load_or_build(cache_dir: Path | None, name: str, parts: dict, build) -> NewsData:
     """``NewsData`` from ``<cache_dir>/<name>-<key>/news.pt`` or built and saved atomically."""
-    if cache_dir is None:
-        return build()
-    key = cache_key({"news_format": NEWS_CACHE_FORMAT, **parts})
-    entry = Path(cache_dir) / f"{name}-{key}"
-    target = entry / "news.pt"
-    if target.exists():
-        log.info("processed cache hit: %s", entry)
-        return NewsData.load(target)
-    data = build()
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}-", dir=entry.parent))
-    try:
-        data.save(tmp / "news.pt")
-        (tmp / "meta.json").write_text(json.dumps({"name": name, "key": key, "parts": parts, "meta": data.meta}, indent=2, default=str))
-        try:
-            os.rename(tmp, entry)  # atomic; loses harmlessly to a concurrent writer
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return data
+    return load_or_build_entry(
+        cache_dir, name, {"news_format": NEWS_CACHE_FORMAT, **parts}, build, filename="news.pt", load=NewsData.load,
+        meta=lambda data: {"meta": data.meta},
+    )  # fmt: skip
 
 
 class NewsDataModule(pl.LightningDataModule):
