@@ -90,7 +90,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         self._graph: TrainGraph | None = None
         self._eval_embeddings: tuple[Tensor, Tensor] | None = None
         self.sampling = dict(sampling) if sampling else None
-        self._lazy = None
+        self._lazy: LazyRowAdam | None = None  # row-sparse Adam of the ID table (sampling.row_updates)
         self._lazy_rows: tuple[Tensor, Tensor] | None = None
         self._sampler: NeighborSampler | None = None
         self._sample_generator: torch.Generator | None = None
@@ -100,11 +100,12 @@ class RecommendationTask(TextAdapterCheckpoints):
     def _check_sampling(self) -> None:
         from graphrec_lab.config import ConfigError
 
-        fanouts = list((self.sampling or {}).get("fanouts") or [])
-        unknown = sorted(set(self.sampling or {}) - {"fanouts", "row_updates"})
+        assert self.sampling is not None
+        fanouts = list(self.sampling.get("fanouts") or [])
+        unknown = sorted(set(self.sampling) - {"fanouts", "row_updates"})
         if unknown:
             raise ConfigError(f"task.sampling: unknown keys {unknown}; accepted: fanouts, row_updates")
-        row_updates = (self.sampling or {}).get("row_updates", "dense")
+        row_updates = self.sampling.get("row_updates", "dense")
         if row_updates not in ("dense", "lazy_adam"):
             raise ConfigError(f"task.sampling.row_updates={row_updates!r}: expected dense or lazy_adam")
         if not isinstance(self.model, GraphRecommender):
@@ -116,7 +117,6 @@ class RecommendationTask(TextAdapterCheckpoints):
             )
         if len(self.objectives) or self.text is not None:
             raise ConfigError("task.sampling: objectives and LoRA text need full-graph training; drop one of them")
-        self._lazy: LazyRowAdam | None = None
         if row_updates == "lazy_adam":
             node_input = self.model.input
             if node_input.embedding is None or not node_input.ids_only:
@@ -168,9 +168,9 @@ class RecommendationTask(TextAdapterCheckpoints):
         finally:
             node_input.set_live_features("item", None)
 
-    def _sampled_pass(self, batch: TrainBatch) -> tuple[Tensor, Tensor]:
+    def _sampled_pass(self, batch: TrainBatch) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Sampled training: the batch's users [B, D] and positive + negative items [2B, D], propagated
-        over the batch's computation graph only."""
+        over the batch's computation graph only, and the batch's layer-0 rows (three [B, D], for L2)."""
         assert self._sampler is not None and isinstance(self.model, GraphRecommender)
         if self._sample_generator is None:  # seeded by the run's seed (seed_everything), per rank
             self._sample_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) + self.global_rank)
@@ -180,13 +180,13 @@ class RecommendationTask(TextAdapterCheckpoints):
             ids = torch.cat([sub.user_ids, sub.item_ids + self.model.num_users])
             x0 = self._lazy.gather(ids)
             self._lazy_rows = (ids, x0)
-            n_u = sub.graph.num_users
-            self._sampled_ego = [x0[sub.users], x0[n_u + sub.pos_items], x0[n_u + sub.neg_items]]
         else:
             x0 = self.model.input_rows(sub.user_ids, sub.item_ids)
+        n_u = sub.graph.num_users
+        ego = [x0[sub.users], x0[n_u + sub.pos_items], x0[n_u + sub.neg_items]]  # the rows ego_embeddings would gather
         out = self.model.readout(self.model.propagate(sub.graph, x0=x0))
-        user_emb, item_emb = torch.split(out, [sub.graph.num_users, sub.graph.num_items])
-        return user_emb.index_select(0, sub.users), item_emb.index_select(0, torch.cat([sub.pos_items, sub.neg_items]))
+        user_emb, item_emb = torch.split(out, [n_u, sub.graph.num_items])
+        return user_emb.index_select(0, sub.users), item_emb.index_select(0, torch.cat([sub.pos_items, sub.neg_items])), ego
 
     def on_after_backward(self) -> None:
         if self._lazy_rows is not None:
@@ -202,10 +202,10 @@ class RecommendationTask(TextAdapterCheckpoints):
             raise ConfigError("task.sampling.row_updates=lazy_adam updates rows outside DDP's gradient sync; use dense under DDP")
 
     def _training_step(self, batch: TrainBatch) -> Tensor:
-        if self._sampler is not None:
-            graph, layers = None, None
-            u, items = self._sampled_pass(batch)
-            user_emb = item_emb = None
+        ego: list[Tensor] | None = None
+        if self._sampler is not None:  # objectives are refused with sampling: no graph-level outputs needed
+            graph, layers, user_emb, item_emb = None, None, None, None
+            u, items, ego = self._sampled_pass(batch)
         else:
             graph = self.graph
             user_emb, item_emb, layers = self._bpr_pass(graph)
@@ -217,7 +217,8 @@ class RecommendationTask(TextAdapterCheckpoints):
         bpr = bpr_loss(pos, neg)
         reg = bpr.new_zeros(())
         if self.l2_reg > 0:
-            ego = self._sampled_ego if self._lazy is not None else self.model.ego_embeddings(batch.users, batch.pos_items, batch.neg_items)
+            if ego is None:
+                ego = self.model.ego_embeddings(batch.users, batch.pos_items, batch.neg_items)
             reg = self.l2_reg * l2_batch_loss(ego)
         terms = [bpr, reg]
         if len(self.objectives):

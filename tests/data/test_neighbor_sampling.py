@@ -167,3 +167,35 @@ def test_lazy_rows_need_an_id_table():
         RecommendationTask(model, sampling={"fanouts": [5], "row_updates": "lazy_adam"})
     with pytest.raises(ConfigError, match="row_updates='sparse': expected dense or lazy_adam"):
         RecommendationTask(model, sampling={"fanouts": [5], "row_updates": "sparse"})
+
+
+@pytest.mark.parametrize("row_updates", ["dense", "lazy_adam"])
+def test_a_sampled_step_uses_only_the_sampled_graph(row_updates):
+    """The step samples a computation graph and never needs the full graph's adjacency; with lazy rows
+    the ID table is left out of Adam and only the step's rows change."""
+    from graphrec_lab.data.sampling import TrainBatch
+
+    graph, users, items = random_graph(num_users=50, num_items=40, edges=400, seed=4)
+    model = LightGCN(graph.num_users, graph.num_items, embedding_dim=8, num_layers=2)
+    task = RecommendationTask(model, sampling={"fanouts": [2, 2], "row_updates": row_updates})
+    task.attach_graph(graph)
+    calls = []
+    sample = task._sampler.sample
+    task._sampler.sample = lambda *a, **k: calls.append(1) or sample(*a, **k)
+    graph.norm_adj = None  # a full-graph pass would fail on this
+    task.on_train_epoch_start()
+    batch = TrainBatch(torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5]))
+    optimizer = task.configure_optimizers()
+    before = model.embedding.weight.detach().clone()
+    loss = task._training_step(batch)
+    optimizer.zero_grad()
+    loss.backward()
+    task.on_after_backward()
+    optimizer.step()
+    assert calls == [1]
+    changed = (model.embedding.weight.detach() != before).any(1)
+    in_adam = any(p is model.embedding.weight for g in optimizer.param_groups for p in g["params"])
+    assert in_adam == (row_updates == "dense")
+    # Either way the first step moves the computation graph's rows and nothing else (Adam's first
+    # step leaves zero-gradient rows in place).
+    assert 0 < int(changed.sum()) < graph.num_nodes
