@@ -22,7 +22,7 @@ from graphrec_lab.data.datamodule import InteractionDataModule
 from graphrec_lab.data.graph import InteractionGraph
 from graphrec_lab.data.preprocess import build_graph, check_nonempty
 from graphrec_lab.data.synthetic import generate_synthetic
-from graphrec_lab.data.text import ItemTextConfig, apply_missing_text_policy
+from graphrec_lab.data.text import ItemTextConfig, apply_missing_text_policy, item_text_config
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,6 @@ _TEXT_READER_ARGS = {
 }
 
 
-def _text_config(text: dict[str, Any] | ItemTextConfig | None) -> ItemTextConfig:
-    if isinstance(text, ItemTextConfig):
-        return text
-    text = dict(text or {})
-    known = {f.name for f in dataclasses.fields(ItemTextConfig)}
-    unknown = sorted(set(text) - known)
-    if unknown:
-        raise ValueError(f"unknown config key 'data.text.{unknown[0]}'; accepted keys: {', '.join(sorted(known))}")
-    if text.get("fields") is not None:
-        text["fields"] = tuple(text["fields"]) if not isinstance(text["fields"], str) else (text["fields"],)
-    return ItemTextConfig(**text)
 
 
 class ItemTextDataModule(InteractionDataModule):
@@ -61,7 +50,7 @@ class ItemTextDataModule(InteractionDataModule):
 
     def __init__(self, text: dict[str, Any] | ItemTextConfig | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # every argument of InteractionDataModule (config keys: checked through the MRO)
-        self.text = _text_config(text)
+        self.text = item_text_config(text)
 
     # ------------------------------------------------------------------ building the graph
     def _cache_parts(self) -> dict:

@@ -50,7 +50,7 @@ from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGra
 from graphrec_lab.data.sampling import ShardedEvalSampler, distributed_rank_and_world
 from graphrec_lab.data.sources.base import DatasetSource
 from graphrec_lab.data.sources.mind import NEWS_FIELDS, BehaviorsTable, NewsTable, mind_source, read_behaviors, read_news
-from graphrec_lab.data.text import ItemTextConfig, assemble_texts
+from graphrec_lab.data.text import ItemTextConfig, assemble_texts, item_text_config
 from graphrec_lab.data.train_graph import TrainGraph
 
 log = logging.getLogger(__name__)
@@ -710,19 +710,6 @@ class ImpressionEvalSet(Dataset):
 # ============================================================================== the DataModule
 
 
-def _text_config(text: dict[str, Any] | ItemTextConfig | None) -> ItemTextConfig:
-    if isinstance(text, ItemTextConfig):
-        return text
-    text = dict(text or {})
-    known = {f.name for f in dataclasses.fields(ItemTextConfig)}
-    unknown = sorted(set(text) - known)
-    if unknown:
-        raise ValueError(f"unknown config key 'data.text.{unknown[0]}'; accepted keys: {', '.join(sorted(known))}")
-    text.setdefault("fields", list(DEFAULT_TEXT_FIELDS))
-    text.setdefault("missing", "drop_items")
-    if text.get("fields") is not None and not isinstance(text["fields"], str):
-        text["fields"] = tuple(text["fields"])
-    return ItemTextConfig(**text)
 
 
 def _load_or_build(cache_dir: Path | None, name: str, parts: dict, build) -> NewsData:
@@ -801,7 +788,7 @@ class NewsDataModule(pl.LightningDataModule):
         self.download = download
         self.train_dir, self.test_dir = train_dir, test_dir
         self.split_cfg = SplitConfig(split, val_days, test_days)
-        self.text_cfg = _text_config(text)
+        self.text_cfg = item_text_config(text, fields=list(DEFAULT_TEXT_FIELDS), missing="drop_items")
         self.max_history = max_history
         self.negatives = negatives
         if graph_protocol not in GRAPH_PROTOCOLS:

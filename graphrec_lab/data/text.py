@@ -72,6 +72,21 @@ class ItemTextConfig:
             ) from None
 
 
+def item_text_config(text: Mapping | ItemTextConfig | None, **defaults) -> ItemTextConfig:
+    """``data.text`` (a mapping, a config or None) as an ``ItemTextConfig``; ``defaults`` fill the keys
+    the mapping leaves out. An unknown key is an error naming ``data.text.<key>``."""
+    if isinstance(text, ItemTextConfig):
+        return text
+    text = {**defaults, **dict(text or {})}
+    known = {f.name for f in dataclasses.fields(ItemTextConfig)}
+    unknown = sorted(set(text) - known)
+    if unknown:
+        raise ValueError(f"unknown config key 'data.text.{unknown[0]}'; accepted keys: {', '.join(sorted(known))}")
+    if text.get("fields") is not None:
+        text["fields"] = tuple(text["fields"]) if not isinstance(text["fields"], str) else (text["fields"],)
+    return ItemTextConfig(**text)
+
+
 # ---------------------------------------------------------------------------------------------- files
 
 
