@@ -25,7 +25,7 @@ import re
 import socket
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,8 +208,6 @@ def run_worker(run: SweepRun, worker: int = 0) -> None:
         elif attempts >= 2 * run.n_trials + 10:  # only uncounted (interrupted) trials keep coming
             log.warning("worker %d stops after %d trials without filling the budget", worker, attempts)
             study.stop()
-        else:
-            study.sampler = _sampler_for_next_trial(run, study, worker)
 
     fail_dead_local_trials(study)
     with warnings.catch_warnings():
@@ -218,7 +216,7 @@ def run_worker(run: SweepRun, worker: int = 0) -> None:
     if budget_used(study) >= run.n_trials:
         log.info("study %s already has %d/%d trials: nothing to run", run.study_name, budget_used(study), run.n_trials)
         return
-    study.sampler = _sampler_for_next_trial(run, study, worker)
+    study.sampler = _trial_seeded_sampler(run)
     study.optimize(
         lambda trial: objective(trial, run, space),
         catch=(Exception,),
@@ -227,12 +225,41 @@ def run_worker(run: SweepRun, worker: int = 0) -> None:
     )
 
 
-def _sampler_for_next_trial(run: SweepRun, study: optuna.Study, worker: int) -> optuna.samplers.BaseSampler:
-    """A sampler seeded by (sweep seed, worker, trials so far): a fresh single-worker sweep is
-    reproducible, and a resumed one does not replay the random start-up trials it already ran."""
-    n = len(study.get_trials(deepcopy=False))
-    seed = int(np.random.SeedSequence([run.sweep.seed, worker, n]).generate_state(1)[0])
-    return run.sweep.make_sampler(seed)
+def _trial_seeded_sampler(run: SweepRun) -> optuna.samplers.BaseSampler:
+    """A sampler whose randomness is seeded by (sweep seed, trial number): a fresh single-worker sweep
+    is reproducible, a resumed one does not replay the random start-up trials it already ran, and
+    workers that start at the same moment (two ``graphrec-lab sweep`` commands on two machines, both
+    "worker 0") still draw different parameters, because the storage gives each trial its own number."""
+    return TrialSeededSampler(run.sweep.make_sampler, run.sweep.seed)
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Delegates to a sampler made afresh for every trial, seeded by ``SeedSequence([seed, 0, trial.number])``."""
+
+    def __init__(self, make: Callable[[int | None], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._make, self._seed = make, seed
+        self._inner = make(seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        # [seed, 0, number]: for one worker the same stream as the earlier (seed, worker 0, trials so far)
+        # seeding, so single-worker sweeps draw what they always drew.
+        self._inner = self._make(int(np.random.SeedSequence([self._seed, 0, trial.number]).generate_state(1)[0]))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: Any, values: Any) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
 
 
 def objective(trial: optuna.Trial, run: SweepRun, space: SearchSpace) -> float:
