@@ -79,7 +79,14 @@ class NodeInput(nn.Module):
             if self.item_ids:
                 self.item_embedding = nn.Embedding(num_items, embedding_dim)
         for table in (self.embedding, self.user_embedding, self.item_embedding):
-            if table is not None:
+            if table is None:
+                continue
+            if table is self.embedding and init.startswith("xavier"):
+                # Xavier's scale depends on the table's shape: the papers' code and RecBole have one
+                # [U, D] and one [I, D] table, so each block is initialised with its own fan.
+                init_embedding(table.weight[:num_users], init, init_std)
+                init_embedding(table.weight[num_users:], init, init_std)
+            else:
                 init_embedding(table.weight, init, init_std)
 
         self.user_proj = self.item_proj = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -49,6 +51,19 @@ def test_inits(init):
     assert w.std() > 0
     with pytest.raises(ValueError, match="init="):
         MatrixFactorization(5, 6, 4, init="zeros")
+
+
+@pytest.mark.parametrize("init", ["xavier_uniform", "xavier_normal"])
+def test_shared_table_xavier_uses_each_sides_fan(init):
+    """One [U+I, D] table, but each block scaled as the papers' separate [U, D] and [I, D] tables."""
+    num_users, num_items, dim = 300, 3000, 16
+    torch.manual_seed(0)
+    w = LightGCN(num_users, num_items, dim, 3, init=init).embedding.weight.detach()
+    for block, n in ((w[:num_users], num_users), (w[num_users:], num_items)):
+        std = math.sqrt(2.0 / (n + dim))  # Xavier's std for a [n, dim] table (uniform or normal)
+        assert block.std().item() == pytest.approx(std, rel=0.05)
+        if init == "xavier_uniform":
+            assert block.abs().max().item() <= math.sqrt(3) * std + 1e-6
 
 
 def test_lightgcn_equals_pyg_reference_propagation():

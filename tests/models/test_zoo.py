@@ -256,8 +256,9 @@ def test_lightgcn_and_mf_results_unchanged_by_the_shared_input():
     torch.manual_seed(1)
     lgn = LightGCN(U, I, D, 3, init="xavier_uniform")
     torch.manual_seed(1)
-    table = torch.nn.Embedding(U + I, D)  # the original construction: one table, then init
-    torch.nn.init.xavier_uniform_(table.weight)
+    table = torch.nn.Embedding(U + I, D)  # one table, each side initialised with its own fan
+    torch.nn.init.xavier_uniform_(table.weight[:U])
+    torch.nn.init.xavier_uniform_(table.weight[U:])
     assert torch.equal(lgn.embedding.weight, table.weight)
     x, out = table.weight, table.weight
     for _ in range(3):
