@@ -66,6 +66,60 @@ class TrainGraph:
         )
 
 
+class BlockAdjacency:
+    """A symmetric sparse [N, N] matrix over users then items, stored as its user-item block
+    ``R`` [U, I] (CSR), its item-user block ``R^T`` [I, U] (CSR) and whatever else it holds (``rest``,
+    [N, N] CSR or None: self-loops of isolated nodes, user-user or item-item entries).
+
+    Why: ``A @ X`` as two block products written into one output is ~20-25% faster than one CSR
+    product of the whole matrix on Gowalla (each block reads only the other side's rows, a smaller
+    working set; experiments/speed) and no slower on MovieLens-100K.
+    """
+
+    def __init__(self, adj: Tensor, num_users: int) -> None:
+        n = adj.shape[0]
+        crow, col, val = adj.crow_indices(), adj.col_indices(), adj.values()
+        row = torch.repeat_interleave(torch.arange(n, device=crow.device), crow.diff())
+        user_item = (row < num_users) & (col >= num_users)
+        item_user = (row >= num_users) & (col < num_users)
+        rest = ~(user_item | item_user)
+        num_items = n - num_users
+        self.num_users, self.shape, self.dtype = num_users, adj.shape, adj.dtype
+        # CSR order (row, then column) survives the masks, so the blocks need no sorting.
+        self.user_item = self._csr(row[user_item], col[user_item] - num_users, val[user_item], num_users, num_items)
+        self.item_user = self._csr(row[item_user] - num_users, col[item_user], val[item_user], num_items, num_users)
+        self.rest = self._csr(row[rest], col[rest], val[rest], n, n) if bool(rest.any()) else None
+
+    @staticmethod
+    def _csr(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int, num_cols: int) -> Tensor:
+        crow = torch.zeros(num_rows + 1, dtype=torch.int64, device=rows.device)
+        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
+        return torch.sparse_csr_tensor(crow, cols, values, (num_rows, num_cols))
+
+    def matmul(self, x: Tensor) -> Tensor:
+        """A @ x: [N, D] -> [N, D] (no autograd; see ``symmetric_spmm``)."""
+        x = x.contiguous()
+        u = self.num_users
+        out = torch.empty_like(x)
+        torch.mm(self.user_item, x[u:], out=out[:u])
+        torch.mm(self.item_user, x[:u], out=out[u:])
+        if self.rest is not None:
+            out.add_(torch.sparse.mm(self.rest, x))
+        return out
+
+
+def block_adjacency(graph: TrainGraph) -> BlockAdjacency:
+    """``graph.norm_adj`` as a ``BlockAdjacency``, built once per graph object."""
+    cached = graph.__dict__.get("_block_adjacency")
+    if cached is None:
+        cached = graph.__dict__["_block_adjacency"] = BlockAdjacency(graph.norm_adj, graph.num_users)
+    return cached
+
+
+def _matmul(adj: Tensor | BlockAdjacency, x: Tensor) -> Tensor:
+    return adj.matmul(x) if isinstance(adj, BlockAdjacency) else torch.sparse.mm(adj, x)
+
+
 class _SymmetricSpMM(torch.autograd.Function):
     """``A @ X`` for a symmetric sparse ``A``; the backward is ``A @ G`` again.
 
@@ -74,20 +128,69 @@ class _SymmetricSpMM(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, adj: Tensor | BlockAdjacency, x: Tensor) -> Tensor:  # type: ignore[override]
         ctx.adj = adj
-        return torch.sparse.mm(adj, x)
+        return _matmul(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        return None, torch.sparse.mm(ctx.adj, grad)
+        return None, _matmul(ctx.adj, grad)
 
 
-def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
-    """[N, N] symmetric sparse times [N, D] dense -> [N, D], differentiable in ``x``.
+def symmetric_spmm(adj: Tensor | BlockAdjacency, x: Tensor) -> Tensor:
+    """[N, N] symmetric sparse (CSR or ``BlockAdjacency``) times [N, D] dense -> [N, D], differentiable
+    in ``x``.
 
     Runs in the adjacency's dtype (fp32) even under autocast: CPU autocast would cast the product to
     bf16, which the CPU sparse kernels lack, and a bf16 sum over a hub's neighbours loses precision.
     """
     with torch.autocast(device_type=x.device.type, enabled=False):
         return _SymmetricSpMM.apply(adj, x.to(adj.dtype))
+
+
+class _LayerMeanPropagation(torch.autograd.Function):
+    """``mean_{k=k0..K} A^k X`` for a symmetric sparse ``A`` in one autograd node.
+
+    Forward: K products, summed in place. Backward: the gradient of the mean is
+    ``sum_{k=k0..K} A^k G / n`` (A symmetric), evaluated Horner-style with K products again:
+    ``R = G; R = G + A R`` (K - k0 times), then ``A R`` k0 times. Same product count as the layer-by-layer
+    graph, but none of its per-layer autograd nodes, stacking and sums (about 15% of a LightGCN step on
+    MovieLens-100K: experiments/speed).
+    """
+
+    @staticmethod
+    def forward(ctx, adj: Tensor | BlockAdjacency, x: Tensor, num_layers: int, first: int) -> Tensor:  # type: ignore[override]
+        ctx.adj, ctx.num_layers, ctx.first = adj, num_layers, first
+        out = x.clone() if first == 0 else None
+        e = x
+        for _ in range(num_layers):
+            e = _matmul(adj, e)
+            out = e.clone() if out is None else out.add_(e)
+        assert out is not None
+        return out.div_(num_layers + 1 - first)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        adj, num_layers, first = ctx.adj, ctx.num_layers, ctx.first
+        g = grad / (num_layers + 1 - first)
+        r = g
+        for _ in range(num_layers - first):
+            r = _matmul(adj, r).add_(g)
+        for _ in range(first):
+            r = _matmul(adj, r)
+        return None, r, None, None
+
+
+def propagate_layer_mean(adj: Tensor | BlockAdjacency, x: Tensor, num_layers: int, include_ego: bool = True) -> Tensor:
+    """LightGCN's readout in one step: ``mean_{k} A^k x`` over k = 0..K (``include_ego``) or 1..K.
+
+    adj: symmetric sparse CSR or ``BlockAdjacency`` [N, N]; x: [N, D] -> [N, D]. Equal to propagating layer by layer and
+    averaging (tests/data/test_train_graph.py checks values and gradients). fp32 under autocast, as
+    ``symmetric_spmm``.
+    """
+    if num_layers < 1:
+        if not include_ego:
+            raise ValueError("a readout without the ego layer needs num_layers >= 1")
+        return x
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _LayerMeanPropagation.apply(adj, x.to(adj.dtype), num_layers, 0 if include_ego else 1)

@@ -27,6 +27,7 @@ from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.evaluation.impressions import DEFAULT_KS, ImpressionEvaluator
 from graphrec_lab.models.news.base import NewsRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
+from graphrec_lab.training.optim import adam
 
 if TYPE_CHECKING:
     from graphrec_lab.models.text.fusion import ItemTextFeatures
@@ -152,7 +153,7 @@ class NewsTask(TextAdapterCheckpoints):
     def configure_optimizers(self):
         groups: list[dict[str, Any]] = [g for g in self.model.param_groups(self.lr) if g["params"]]
         groups += self.adapter_param_group(self.lr)
-        return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
+        return adam(groups, self.lr, self.weight_decay)
 
     # -------------------------------------------------------------- evaluation
     def _start_eval(self, graph: TrainGraph | None) -> None:

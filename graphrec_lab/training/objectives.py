@@ -24,7 +24,8 @@ from graphrec_lab.models.base import Recommender
 class StepContext:
     """What one training step computed before the objectives run.
 
-    ``layers``: the BPR pass's ``[E^(0), ..., E^(K)]`` ([N, D_k] each) for graph models, else None;
+    ``layers``: the BPR pass's ``[E^(0), ..., E^(K)]`` ([N, D_k] each) for graph models when an objective
+    ``needs_layers``, else None;
     ``user_emb`` [U, D], ``item_emb`` [I, D]: that pass's final embeddings."""
 
     model: Recommender
@@ -53,9 +54,11 @@ def _contrast(users1: Tensor, items1: Tensor, users2: Tensor, items2: Tensor, ba
 class Objective(nn.Module):
     """Base class: ``forward(ctx) -> weighted scalar loss``.
 
-    ``main_perturb_eps > 0`` asks the task to run the BPR pass itself with that noise (XSimGCL)."""
+    ``main_perturb_eps > 0`` asks the task to run the BPR pass itself with that noise (XSimGCL);
+    ``needs_layers`` asks for the BPR pass's per-layer list in ``StepContext.layers`` (else it may be None)."""
 
     main_perturb_eps: float = 0.0
+    needs_layers: bool = False
 
     def bind(self, model: Recommender, graph: TrainGraph) -> None:
         """Called once the model and training graph are known, before the optimizer is built: create
@@ -134,6 +137,7 @@ class XSimGCLContrast(Objective):
             raise ValueError(f"layer={layer}: the contrasted layer must be >= 1")
         self.weight, self.temperature, self.layer = weight, temperature, layer
         self.main_perturb_eps = eps
+        self.needs_layers = True
 
     def forward(self, ctx: StepContext) -> Tensor:
         if ctx.layers is None or len(ctx.layers) <= self.layer:

@@ -22,6 +22,7 @@ from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
+from graphrec_lab.training.optim import adam
 from graphrec_lab.training.lazy_adam import LazyRowAdam
 from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
 from graphrec_lab.training.objectives import Objective, StepContext
@@ -153,6 +154,9 @@ class RecommendationTask(TextAdapterCheckpoints):
             return user_emb, item_emb, None
         # XSimGCL's objective perturbs the BPR pass itself (and contrasts its layers).
         eps = max((o.main_perturb_eps for o in self.objectives.values()), default=0.0)
+        if eps == 0 and not any(o.needs_layers for o in self.objectives.values()):
+            user_emb, item_emb = self.model.split(self.model.embed(graph))  # fused where the model has it
+            return user_emb, item_emb, None
         layers = self.model.propagate(graph, perturb_eps=eps)
         user_emb, item_emb = self.model.split(self.model.readout(layers))
         return user_emb, item_emb, layers
@@ -265,7 +269,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         lazy = {id(self._lazy.weight)} if self._lazy is not None else set()  # updated row-wise instead
         params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("text.") and id(p) not in lazy]
         groups: list[dict[str, Any]] = [{"params": params}, *self.adapter_param_group(self.lr)]
-        return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
+        return adam(groups, self.lr, self.weight_decay)
 
     # -------------------------------------------------------------- evaluation
     def _start_eval(self) -> None:

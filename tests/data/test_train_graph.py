@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from graphrec_lab.data.train_graph import TrainGraph, symmetric_spmm
+from graphrec_lab.data.train_graph import BlockAdjacency, TrainGraph, block_adjacency, propagate_layer_mean, symmetric_spmm
 
 # 3 users, 4 items. Item 3 (node 6) has no edge: a zero-degree node.
 USERS = torch.tensor([0, 0, 1, 2, 2, 2])
@@ -139,3 +139,59 @@ def test_isolated_self_loops_keep_cold_inputs_at_full_scale() -> None:
     e0 = model.input.items()[2].detach()
     assert torch.allclose(model(plain)[1][2].detach(), e0 / 4)
     assert torch.allclose(model(looped)[1][2].detach(), e0)
+
+
+@pytest.mark.parametrize("include_ego", [True, False])
+@pytest.mark.parametrize("num_layers", [1, 3])
+@pytest.mark.parametrize("loops", [False, True])
+def test_propagate_layer_mean_matches_layer_by_layer(include_ego: bool, num_layers: int, loops: bool) -> None:
+    """The fused LightGCN readout equals dense layer-by-layer propagation, in values and gradients."""
+    g = torch.Generator().manual_seed(3)
+    users = torch.randint(0, 7, (25,), generator=g)
+    items = torch.randint(0, 9, (25,), generator=g)
+    key = torch.unique(users * 10 + items)
+    tg = TrainGraph.from_edges(key // 10, key % 10, 7, 10, isolated_self_loops=loops)  # item 9: no edge
+    dense = tg.norm_adj.to_dense().double()
+    x0 = torch.randn(17, 4, generator=g, dtype=torch.float64)
+    w = torch.randn(17, 4, generator=g, dtype=torch.float64)
+
+    blocks = BlockAdjacency(tg.norm_adj.double(), tg.num_users)
+    xf = x0.clone().requires_grad_(True)
+    fused = propagate_layer_mean(blocks, xf, num_layers, include_ego)
+    (fused * w).sum().backward()
+
+    xd = x0.clone().requires_grad_(True)
+    layers = [xd]
+    for _ in range(num_layers):
+        layers.append(dense @ layers[-1])
+    parts = layers if include_ego else layers[1:]
+    ref = torch.stack(parts).mean(0)
+    (ref * w).sum().backward()
+
+    assert torch.allclose(fused, ref, atol=1e-12)
+    assert torch.allclose(xf.grad, xd.grad, atol=1e-12)
+    assert torch.equal(x0, xf.detach()), "the input is not modified in place"
+    assert torch.autograd.gradcheck(
+        lambda x: propagate_layer_mean(blocks, x, num_layers, include_ego), (x0.clone().requires_grad_(True),)
+    )
+    plain = propagate_layer_mean(tg.norm_adj.double(), x0, num_layers, include_ego)  # one CSR, no blocks
+    assert torch.allclose(plain, ref, atol=1e-12)
+
+
+def test_block_adjacency_matches_dense_with_loops_and_same_side_entries() -> None:
+    """User-item / item-user blocks plus the rest (self-loops, user-user and item-item entries)."""
+    g = torch.Generator().manual_seed(4)
+    n, num_users = 12, 5
+    dense = torch.rand(n, n, generator=g, dtype=torch.float64) * (torch.rand(n, n, generator=g) < 0.4)
+    dense = dense + dense.T  # symmetric, with diagonal and same-side entries
+    blocks = BlockAdjacency(dense.to_sparse_csr(), num_users)
+    assert blocks.rest is not None
+    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    assert torch.allclose(blocks.matmul(x), dense @ x, atol=1e-12)
+    xs = x.clone().requires_grad_(True)
+    (symmetric_spmm(blocks, xs) * x).sum().backward()
+    assert torch.allclose(xs.grad, dense.T @ x, atol=1e-12)
+    # A plain user-item graph has no rest; the blocks are cached per graph object.
+    tg = TrainGraph.from_edges(USERS, ITEMS, U, I)
+    assert block_adjacency(tg) is block_adjacency(tg) and block_adjacency(tg).rest is None
+    assert block_adjacency(TrainGraph.from_edges(USERS, ITEMS, U, I, isolated_self_loops=True)).rest is not None

@@ -110,7 +110,14 @@ class GraphRecommender(Recommender):
         """[N, D] -> users [U, D], items [I, D]."""
         return torch.split(x, [self.num_users, self.num_items])
 
+    def embed(self, graph: TrainGraph) -> Tensor:
+        """The unperturbed readout E [N, D_out] when the per-layer list is not needed; subclasses may
+        compute it in a fused way (LightGCN)."""
+        return self.readout(self.propagate(graph))
+
     def forward(self, graph: TrainGraph, perturb_eps: float = 0.0, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        if perturb_eps == 0:
+            return self.split(self.embed(graph))
         return self.split(self.readout(self.propagate(graph, perturb_eps, generator)))
 
     def ego_embeddings(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> list[Tensor]:

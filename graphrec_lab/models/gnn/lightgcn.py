@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from graphrec_lab.data.train_graph import TrainGraph, symmetric_spmm
+from graphrec_lab.data.train_graph import TrainGraph, block_adjacency, propagate_layer_mean, symmetric_spmm
 from graphrec_lab.models.gnn.base import GraphRecommender
 
 
@@ -57,4 +57,11 @@ class LightGCN(GraphRecommender):
 
     def layer(self, k: int, x: Tensor, graph: TrainGraph, state: Any) -> Tensor:
         # The normalised adjacency is symmetric, so the backward reuses it (no CSR transpose).
-        return symmetric_spmm(graph.norm_adj, x)
+        return symmetric_spmm(block_adjacency(graph), x)
+
+    def embed(self, graph: TrainGraph) -> Tensor:
+        # The layer mean in one autograd node (same products, fewer ops); subclasses that change the
+        # layer or the readout fall back to the generic layer-by-layer path.
+        if type(self).layer is LightGCN.layer and self.readout_mode in ("mean", "mean_no_ego"):
+            return propagate_layer_mean(block_adjacency(graph), self.input(), self.num_layers, self.readout_mode == "mean")
+        return super().embed(graph)
