@@ -10,6 +10,7 @@ the RecBole figures measured on the same kind of machine.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from graphrec_lab.config import compose
@@ -29,20 +30,41 @@ RECBOLE = {
 BUDGET = {"lightgcn": ["trainer.max_epochs=400"]}
 
 
-def table(runs_by_model: dict[str, list[dict[str, float]]]) -> str:
+def table(runs_by_model: dict[str, list[dict[str, float]]], reference: dict[str, list[dict]] | None = None) -> str:
+    """Ours (mean ± std over seeds) beside the issue's RecBole figure and, when
+    ``recbole_reference.py`` has run, RecBole's own mean ± std over the seeds it ran."""
+    reference = reference or {}
     lines = [
-        "| model | seeds | test Recall@20 | test NDCG@20 | best epoch | epochs run | s / epoch | RecBole 1.2.1 Recall@20 / NDCG@20 (seed 2020) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | seeds | test Recall@20 | test NDCG@20 | best epoch | epochs run | s / epoch "
+        "| RecBole 1.2.1 Recall@20 / NDCG@20 (seed 2020, issue) | RecBole 1.2.1 rerun here: seeds, Recall@20, NDCG@20 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, runs in runs_by_model.items():
         ref = RECBOLE.get(model, {})
+        rb = reference.get(model, [])
+        rerun = (
+            f"{', '.join(str(r['seed']) for r in rb)}: {mean_std([r['test']['recall@20'] for r in rb])}, "
+            f"{mean_std([r['test']['ndcg@20'] for r in rb])}" if rb else "-"
+        )
         lines.append(
             f"| {model} | {len(runs)} | {mean_std([r['test/recall@20'] for r in runs])} | {mean_std([r['test/ndcg@20'] for r in runs])} "
             f"| {mean_std([r['best_epoch'] + 1 for r in runs], 0)} | {mean_std([r['epochs'] for r in runs], 0)} "
             f"| {mean_std([r['time/epoch_s'] for r in runs], 2)} "
-            f"| {ref.get('recall@20', '-')} / {ref.get('ndcg@20', '-')} ({ref.get('note', '')}) |"
+            f"| {ref.get('recall@20', '-')} / {ref.get('ndcg@20', '-')} ({ref.get('note', '')}) | {rerun} |"
         )
     return "\n".join(lines)
+
+
+def recbole_reference(out: str) -> dict[str, list[dict]]:
+    """RecBole's own runs (``recbole_reference.py``), by our model name; the last run per seed wins."""
+    path = Path(out) / "recbole_reference.jsonl"
+    by_model: dict[str, dict[int, dict]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            model = {"LightGCN": "lightgcn", "BPR": "bprmf"}.get(record["model"], record["model"].lower())
+            by_model.setdefault(model, {})[record["seed"]] = record
+    return {m: [runs[s] for s in sorted(runs)] for m, runs in by_model.items()}
 
 
 def from_store(out: str) -> dict[str, list[dict[str, float]]]:
@@ -81,10 +103,11 @@ def main() -> None:
                 ]
                 run_experiment(compose(overrides), overrides)
 
-    text = table(from_store(args.out))
+    text = table(from_store(args.out), recbole_reference(args.out))
     (HERE / "results.md").write_text(
         "Command: `GRAPHREC_DATA_DIR=../shared/datasets python experiments/recbole_parity/run.py` "
-        "(the table is rebuilt from `outputs/results.jsonl`; `--report-only` rebuilds it without training).\n\n"
+        "(the table is rebuilt from `outputs/results.jsonl`; `--report-only` rebuilds it without training). "
+        "RecBole's own rerun: `recbole_reference.py` (its docstring has the command).\n\n"
         f"{text}\n"
     )
     print(text)

@@ -31,6 +31,10 @@ CELLS: dict[str, tuple[str, list[str]]] = {
     "fused_frozen": ("fused, frozen MiniLM: item ID + projected text", ["model=lightgcn", "text=frozen", "model.feature_mode=sum"]),
     "fused_gated": ("fused, frozen MiniLM, gated sum", ["model=lightgcn", "text=frozen", "model.feature_mode=gated"]),
     "fused_align": ("fused frozen + text-graph alignment loss", ["model=lightgcn", "text=frozen", "model.feature_mode=sum", "+objective=text_align"]),
+    "fused_align_id": (
+        "fused by alignment: item IDs + contrastive text-graph alignment loss (frozen MiniLM, weight 0.05)",
+        ["model=lightgcn", "text=frozen", "model.feature_mode=id", "+objective=text_align", "task.objectives.text_align.weight=0.05"],
+    ),
     "fused_lora": ("fused, LoRA-tuned MiniLM (r=8, 128 texts re-encoded per step)", ["model=lightgcn", "text=lora", "model.feature_mode=sum", "text.max_live_texts=128"]),
 }
 TABLES = {"main": ["id", "text_only", "fused_frozen", "fused_lora"], "cold": ["id", "text_only", "fused_frozen"]}
@@ -39,6 +43,8 @@ TABLES = {"main": ["id", "text_only", "fused_frozen", "fused_lora"], "cold": ["i
 def protocol(args: argparse.Namespace) -> tuple[list[str], str]:
     """Overrides shared by every run of the table, and the budget sentence written above it."""
     over = [f"data={args.data}", "trainer.check_val_every_n_epoch=5", f"trainer.max_epochs={args.epochs}"]
+    if args.lr is not None:
+        over.append(f"task.lr={args.lr}")
     if args.data == "synthetic":
         over += ["data.cache_dir=none", "trainer.check_val_every_n_epoch=1"]
     if args.table == "cold":
@@ -46,6 +52,8 @@ def protocol(args: argparse.Namespace) -> tuple[list[str], str]:
         # input by 1/(K+1) (graphrec_lab/data/train_graph.py). Same switch for every cell.
         over += ["data.cold_item_fraction=0.2", "data.isolated_self_loops=true"]
     budget = f"up to {args.epochs} epochs, validation every 5, early stopping after 10 checks without improvement"
+    if args.lr is not None:
+        budget += f"; Adam lr {args.lr} for every cell"
     if args.lora_epochs:
         budget += f"; LoRA cells capped at {args.lora_epochs} epochs (CPU budget)"
     return over, budget
@@ -84,6 +92,7 @@ def render(args: argparse.Namespace, budget: str, records: dict[str, list[dict]]
     command = (
         f"python experiments/text_fusion/run.py --table {args.table} --data {args.data} --seeds {seeds} "
         f"--epochs {args.epochs}" + (f" --lora-epochs {args.lora_epochs}" if args.lora_epochs else "")
+        + (f" --lr {args.lr:g}" if args.lr is not None else "") + (f" --cells {' '.join(args.cells)}")
     )
     extra = ""
     if args.table == "cold":
@@ -102,6 +111,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--lora-epochs", type=int, default=None, help="epoch cap of the LoRA cells (CPU budget)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam lr for every cell (default: the task's 1e-3); its own table")
     parser.add_argument("--out", default=str(HERE / "outputs"))
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
@@ -110,7 +120,8 @@ def main() -> None:
 
     shared, budget = protocol(args)
     out = Path(args.out)
-    group = f"text_fusion-{args.table}-{args.data}"
+    suffix = f"-lr{args.lr:g}" if args.lr is not None else ""
+    group = f"text_fusion-{args.table}-{args.data}{suffix}"
     errors: dict[str, list[str]] = {}
     t0 = time.perf_counter()
     # Seeds outermost: a table cut short by the budget still has every cell for its first seeds.
@@ -129,7 +140,7 @@ def main() -> None:
             print(f"[{time.perf_counter() - t0:8.0f} s] {cell} seed {seed} done", flush=True)
     text = render(args, budget, from_store(out, group, args.cells, args.seeds), errors)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"results_{args.table}_{args.data}.md").write_text(text)
+    (out / f"results_{args.table}_{args.data}{suffix}.md").write_text(text)
     print(text)
 
 
