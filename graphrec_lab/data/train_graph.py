@@ -71,9 +71,9 @@ class BlockAdjacency:
     ``R`` [U, I] (CSR), its item-user block ``R^T`` [I, U] (CSR) and whatever else it holds (``rest``,
     [N, N] CSR or None: self-loops of isolated nodes, user-user or item-item entries).
 
-    Why: ``A @ X`` as two block products written into one output is ~20-25% faster than one CSR
-    product of the whole matrix on Gowalla (each block reads only the other side's rows, a smaller
-    working set; experiments/speed) and no slower on MovieLens-100K.
+    Why: ``A @ X`` as two block products written into one output is 1.4x faster than one CSR product
+    of the whole matrix on Gowalla (each block reads only the other side's rows, a smaller working
+    set) and within 5% on MovieLens-100K (experiments/speed/kernels.py).
     """
 
     def __init__(self, adj: Tensor, num_users: int) -> None:
@@ -84,7 +84,7 @@ class BlockAdjacency:
         item_user = (row >= num_users) & (col < num_users)
         rest = ~(user_item | item_user)
         num_items = n - num_users
-        self.num_users, self.shape, self.dtype = num_users, adj.shape, adj.dtype
+        self.num_users, self.dtype = num_users, adj.dtype
         # CSR order (row, then column) survives the masks, so the blocks need no sorting.
         self.user_item = self._csr(row[user_item], col[user_item] - num_users, val[user_item], num_users, num_items)
         self.item_user = self._csr(row[item_user] - num_users, col[item_user], val[item_user], num_items, num_users)
@@ -108,12 +108,18 @@ class BlockAdjacency:
         return out
 
 
+def operator_cache(graph: TrainGraph) -> dict:
+    """Operators derived from a graph (block adjacency, the zoo's normalisations), built once per graph
+    object: the task keeps one graph per device, SGL's views are new objects every epoch."""
+    return graph.__dict__.setdefault("_zoo_operators", {})
+
+
 def block_adjacency(graph: TrainGraph) -> BlockAdjacency:
     """``graph.norm_adj`` as a ``BlockAdjacency``, built once per graph object."""
-    cached = graph.__dict__.get("_block_adjacency")
-    if cached is None:
-        cached = graph.__dict__["_block_adjacency"] = BlockAdjacency(graph.norm_adj, graph.num_users)
-    return cached
+    cache = operator_cache(graph)
+    if "block_adjacency" not in cache:
+        cache["block_adjacency"] = BlockAdjacency(graph.norm_adj, graph.num_users)
+    return cache["block_adjacency"]
 
 
 def _matmul(adj: Tensor | BlockAdjacency, x: Tensor) -> Tensor:
@@ -154,8 +160,8 @@ class _LayerMeanPropagation(torch.autograd.Function):
     Forward: K products, summed in place. Backward: the gradient of the mean is
     ``sum_{k=k0..K} A^k G / n`` (A symmetric), evaluated Horner-style with K products again:
     ``R = G; R = G + A R`` (K - k0 times), then ``A R`` k0 times. Same product count as the layer-by-layer
-    graph, but none of its per-layer autograd nodes, stacking and sums (about 15% of a LightGCN step on
-    MovieLens-100K: experiments/speed).
+    graph, but none of its per-layer autograd nodes, stacking and sums (with ``BlockAdjacency``: 1.4x
+    faster forward + backward on Gowalla, 1.03x on MovieLens-100K; experiments/speed/kernels.py).
     """
 
     @staticmethod

@@ -148,14 +148,11 @@ class RecommendationTask(TextAdapterCheckpoints):
 
     # -------------------------------------------------------------- training
     def _bpr_pass(self, graph: TrainGraph) -> tuple[Tensor, Tensor, list[Tensor] | None]:
-        """The pass BPR scores: users [U, D], items [I, D] and, for graph models, the per-layer list."""
-        if not isinstance(self.model, GraphRecommender):
-            user_emb, item_emb = self.model(graph)
-            return user_emb, item_emb, None
+        """The pass BPR scores: users [U, D], items [I, D] and, when an objective needs it, the per-layer list."""
         # XSimGCL's objective perturbs the BPR pass itself (and contrasts its layers).
         eps = max((o.main_perturb_eps for o in self.objectives.values()), default=0.0)
-        if eps == 0 and not any(o.needs_layers for o in self.objectives.values()):
-            user_emb, item_emb = self.model.split(self.model.embed(graph))  # fused where the model has it
+        if not isinstance(self.model, GraphRecommender) or (eps == 0 and not any(o.needs_layers for o in self.objectives.values())):
+            user_emb, item_emb = self.model(graph)  # graph models: GraphRecommender.embed, fused where the model has it
             return user_emb, item_emb, None
         layers = self.model.propagate(graph, perturb_eps=eps)
         user_emb, item_emb = self.model.split(self.model.readout(layers))

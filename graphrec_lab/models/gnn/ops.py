@@ -18,13 +18,11 @@ from torch import Tensor
 from torch_geometric.utils import softmax as segment_softmax
 
 from graphrec_lab.data.train_graph import TrainGraph, symmetric_spmm
+from graphrec_lab.data.train_graph import operator_cache as _cache  # one per-graph cache for every operator
 
 ADJACENCIES = ("sym", "sym_self", "sum", "mean")
 
 
-def _cache(graph: TrainGraph) -> dict:
-    # Operators derived from a graph are built once per graph object (the task keeps one per device).
-    return graph.__dict__.setdefault("_zoo_operators", {})
 
 
 def _csr(rows: Tensor, cols: Tensor, values: Tensor, n: int) -> Tensor:
