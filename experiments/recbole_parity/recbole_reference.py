@@ -41,6 +41,19 @@ def write_atomic_inter(data_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def recbole_config(data_path: str | Path, seed: int, epochs: int) -> dict:
+    """RecBole's config for the parity protocol (its defaults: RS 8:1:1 split, full ranking) at the
+    LightGCN paper's settings; shared by this script and ``speed_vs_recbole.py``."""
+    return {
+        "data_path": str(data_path), "epochs": epochs, "eval_step": 5, "stopping_step": 10,
+        "train_batch_size": 2048, "learning_rate": 1e-3, "reg_weight": 1e-4, "embedding_size": 64,
+        "n_layers": 3, "seed": seed, "device": "cpu", "use_gpu": False,
+        "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
+        "topk": [20], "metrics": ["Recall", "NDCG"], "valid_metric": "NDCG@20",
+        "show_progress": False, "checkpoint_dir": str(Path(data_path) / "saved"), "log_wandb": False,
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -60,14 +73,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_path = write_atomic_inter(args.data_dir, Path(tmp))
         for seed in args.seeds:
-            config = {
-                "data_path": str(data_path), "epochs": args.epochs, "eval_step": 5, "stopping_step": 10,
-                "train_batch_size": 2048, "learning_rate": 1e-3, "reg_weight": 1e-4, "embedding_size": 64,
-                "n_layers": 3, "seed": seed, "device": "cpu", "use_gpu": False,
-                "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
-                "topk": [20], "metrics": ["Recall", "NDCG"], "valid_metric": "NDCG@20",
-                "show_progress": False, "checkpoint_dir": str(Path(tmp) / "saved"), "log_wandb": False,
-            }
+            config = recbole_config(data_path, seed, args.epochs)
             t0 = time.perf_counter()
             result = run_recbole(model=args.model, dataset="ml-100k", config_dict=config, saved=True)
             logging.shutdown()

@@ -44,12 +44,10 @@ import json, sys, time, logging
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed, get_model, get_trainer
-data_path, model_name, epochs, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-cfg = Config(model=model_name, dataset="ml-100k", config_dict={
-    "data_path": data_path, "epochs": epochs, "train_batch_size": 2048, "learning_rate": 1e-3, "reg_weight": 1e-4,
-    "embedding_size": 64, "n_layers": 3, "seed": seed, "device": "cpu", "use_gpu": False,
-    "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]}, "topk": [20], "metrics": ["Recall", "NDCG"],
-    "valid_metric": "NDCG@20", "show_progress": False, "checkpoint_dir": data_path + "/saved", "log_wandb": False})
+data_path, model_name, epochs, seed, here = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+sys.path.insert(0, here)
+from recbole_reference import recbole_config
+cfg = Config(model=model_name, dataset="ml-100k", config_dict=recbole_config(data_path, seed, epochs))
 logging.disable(logging.CRITICAL)
 init_seed(cfg["seed"], cfg["reproducibility"])
 train, valid, test = data_preparation(cfg, create_dataset(cfg))
@@ -66,7 +64,7 @@ print("RESULT " + json.dumps({"epoch_s": times, "num_train": len(train.dataset)}
 
 def recbole_epochs(python: str, data_path: Path, model: str, epochs: int, seed: int) -> dict:
     proc = subprocess.run(
-        [python, "-c", RECBOLE_SCRIPT, str(data_path), model, str(epochs), str(seed)],
+        [python, "-c", RECBOLE_SCRIPT, str(data_path), model, str(epochs), str(seed), str(Path(__file__).resolve().parent)],
         capture_output=True, text=True, cwd=data_path,
     )
     for line in proc.stdout.splitlines():
