@@ -126,6 +126,7 @@ def _run(
     metrics[f"skipped_users/val"] = float(datamodule.skipped_users("val"))
     metrics[f"skipped_users/test"] = float(datamodule.skipped_users("test"))
 
+    status = _git("status", "--porcelain", "--untracked-files=no")
     record = {
         "run_id": run_id,
         "name": name,
@@ -138,9 +139,12 @@ def _run(
         "config": resolved,
         "metrics": metrics,
         "data": {"name": graph.name, "split_hash": graph.content_hash(), **graph.stats()},
-        "git_commit": _git_commit(),
+        "git_commit": _git("rev-parse", "HEAD"),
+        # Tracked files edited since that commit: the commit alone does not reproduce this run.
+        "git_dirty": None if status is None else status != "",
         "paths": {"run_dir": str(run_dir), "checkpoint": ckpt_path, **(_logger_dirs(loggers) if trainer.is_global_zero else {})},
-        "device": str(task.device),
+        # The strategy's device: Lightning moves the module back to the CPU when fit/test end.
+        "device": str(trainer.strategy.root_device),
         "world_size": int(trainer.world_size),
         "strategy": type(trainer.strategy).__name__,
     }
@@ -237,14 +241,13 @@ def _best_epoch(ckpt_path: str | None) -> int:
     return int(torch.load(ckpt_path, map_location="cpu", weights_only=False).get("epoch", -1))
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
+    """``git <args>`` in the package's checkout: its stripped output, or None outside a git checkout."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-        return out.stdout.strip() or None
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
     except (OSError, subprocess.SubprocessError):
         return None
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def format_metrics_table(metrics: dict[str, float], title: str = "") -> str:

@@ -31,6 +31,7 @@ def test_run_experiment_end_to_end_writes_one_record(out_dir):
     assert record["overrides"] == overrides
     assert record["config"]["model"]["_target_"] == "graphrec_lab.models.LightGCN"
     assert record["seed"] == 2020 and record["data"]["split_hash"]
+    assert record["device"] == "cpu" and record["git_dirty"] in (True, False, None)
     assert Path(record["paths"]["checkpoint"]).is_file()
     # The tested checkpoint is the one selected on validation: its val metric is the best logged.
     assert record["metrics"]["val/ndcg@20"] >= 0.0
@@ -90,3 +91,25 @@ def test_result_store_keeps_old_records_and_skips_torn_line(tmp_path):
     lines = store.path.read_text().splitlines()
     assert json.loads(lines[0]) == {"a": 1}
     assert store.read() == [{"a": 1}, {"b": 2}]  # the torn line is skipped, nothing else is lost
+
+
+def test_test_curve_logs_test_metrics_per_check_without_changing_selection(out_dir):
+    """task.test_curve logs curve/test/* at each validation check of the fit (not at the final
+    validate/test); the selected checkpoint and every reported metric are those of a run without it."""
+    import csv
+
+    base = tiny_overrides(out_dir / "plain", "trainer.check_val_every_n_epoch=1")
+    plain = run_experiment(compose(base), base)
+    over = tiny_overrides(out_dir / "curve", "trainer.check_val_every_n_epoch=1", "task.test_curve=true")
+    curved = run_experiment(compose(over), over)
+    untimed = lambda m: {k: v for k, v in m.items() if not k.startswith("time/")}  # noqa: E731
+    assert untimed(curved) == pytest.approx(untimed(plain))
+    record = ResultStore(out_dir / "curve" / "results.jsonl").read()[0]
+    rows = list(csv.DictReader(open(Path(record["paths"]["csvlogger_dir"]) / "metrics.csv")))
+    points = [(int(r["epoch"]), float(r["curve/test/ndcg@20"])) for r in rows if r.get("curve/test/ndcg@20")]
+    assert [e for e, _ in points] == [0, 1, 2, 3]  # one per validation check of the fit
+    # The point at the selected epoch is that checkpoint's test metric (same weights, same evaluator).
+    best = int(curved["best_epoch"])
+    assert dict(points)[best] == pytest.approx(curved["test/ndcg@20"], abs=1e-6)
+    assert not any(r.get("curve/test/ndcg@20") for r in csv.DictReader(
+        open(Path(ResultStore(out_dir / "plain" / "results.jsonl").read()[0]["paths"]["csvlogger_dir"]) / "metrics.csv")))

@@ -10,6 +10,7 @@ Randomness comes from the global torch RNG (seeded by ``seed_everything``), so a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,9 @@ from torch import Tensor, nn
 
 from graphrec_lab.data.sampling import TrainBatch
 from graphrec_lab.data.train_graph import TrainGraph
-from graphrec_lab.models.base import Recommender
+
+if TYPE_CHECKING:  # models import this module (MHCN's objective): a runtime import would be circular
+    from graphrec_lab.models.base import Recommender
 
 
 @dataclass

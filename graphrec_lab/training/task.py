@@ -60,6 +60,10 @@ class RecommendationTask(TextAdapterCheckpoints):
             ``row_updates: lazy_adam`` also updates only the step's rows of the ID table
             (``training.lazy_adam``: per-step memory independent of the graph; one process only);
             ``dense`` (default) keeps plain Adam over the whole table.
+        test_curve: also evaluate the test split at every validation check during fitting and log it
+            as ``curve/test/<metric>@k``, for learning curves only (how far a budget is from
+            convergence). Nothing monitors these keys: selection, early stopping and the reported
+            ``test/`` metrics still come from validation and the selected checkpoint.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         text: ItemTextFeatures | None = None,
         item_groups: Mapping[str, Tensor] | None = None,
         sampling: Mapping[str, Any] | None = None,
+        test_curve: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -91,6 +96,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         self._graph: TrainGraph | None = None
         self._eval_embeddings: tuple[Tensor, Tensor] | None = None
         self.sampling = dict(sampling) if sampling else None
+        self.test_curve = test_curve
         self._lazy: LazyRowAdam | None = None  # row-sparse Adam of the ID table (sampling.row_updates)
         self._lazy_rows: tuple[Tensor, Tensor] | None = None
         self._sampler: NeighborSampler | None = None
@@ -302,7 +308,20 @@ class RecommendationTask(TextAdapterCheckpoints):
         self._eval_step(self.val_evaluator, batch)
 
     def on_validation_epoch_end(self) -> None:
+        fitting = self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
+        if self.test_curve and fitting:
+            self._log_test_curve()
         self._end_eval(self.val_evaluator, "val")
+
+    def _log_test_curve(self) -> None:
+        """Test metrics of the current weights (the validation pass's embeddings), as ``curve/test/*``.
+        The test loader shards users over ranks like Lightning's, and the metrics sum across ranks."""
+        loader = self.trainer.datamodule.test_dataloader()  # type: ignore[attr-defined]
+        for batch in loader:
+            self._eval_step(self.test_evaluator, self.transfer_batch_to_device(batch, self.device, 0))
+        values = self.test_evaluator.compute()
+        self.test_evaluator.reset()
+        self.log_dict({f"curve/test/{name}": value for name, value in values.items()}, sync_dist=False)
 
     def on_test_epoch_start(self) -> None:
         self._start_eval()
