@@ -7,7 +7,13 @@ contrastive objective put on the layer-0 embedding table, then each epoch's mean
     GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py simgcl --weight 0.5
     GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py simgcl --weight 0.0005
 
-The model's knobs are Hydra overrides after ``--`` (e.g. ``-- data.train_batch_size=256``).
+The model's knobs are Hydra overrides after the options (e.g. ``data.train_batch_size=256``).
+
+``--contrast`` swaps the InfoNCE formulation of the three objectives for this diagnosis only (it
+replaces ``objectives._contrast`` in this process): ``ours`` (two InfoNCEs over the batch's distinct
+users and distinct positive items, in-batch negatives), ``merged`` (one InfoNCE over users and items
+together, SELFRec's current SGL), ``all_negatives`` (every user / item of the graph as negatives,
+one term per batch row duplicates included: RecBole-GNN's SGL, after the SGL authors' code).
 """
 
 from __future__ import annotations
@@ -16,11 +22,32 @@ import argparse
 
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from graphrec_lab.config import compose
 from graphrec_lab.training.losses import bpr_loss
-from graphrec_lab.training.objectives import StepContext
+from graphrec_lab.training import objectives
+from graphrec_lab.training.objectives import StepContext, info_nce
+
+
+def merged_contrast(users1, items1, users2, items2, batch, temperature):
+    """One InfoNCE over the batch's distinct users and items together (SELFRec's SGL)."""
+    u, i = torch.unique(batch.users), torch.unique(batch.pos_items)
+    return info_nce(torch.cat([users1[u], items1[i]]), torch.cat([users2[u], items2[i]]), temperature)
+
+
+def all_negatives_contrast(users1, items1, users2, items2, batch, temperature):
+    """Per batch row, the other view of every user (item) as candidates (RecBole-GNN's SGL)."""
+
+    def side(view1, view2, ids):
+        logits = F.normalize(view1[ids], dim=1) @ F.normalize(view2, dim=1).T / temperature  # [B, N_side]
+        return F.cross_entropy(logits, ids)
+
+    return side(users1, users2, batch.users) + side(items1, items2, batch.pos_items)
+
+
+CONTRASTS = {"ours": objectives._contrast, "merged": merged_contrast, "all_negatives": all_negatives_contrast}
 
 
 def main() -> None:
@@ -30,8 +57,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--data", default="ml100k")
     parser.add_argument("--per-side-init", action="store_true", help="Xavier-initialise the user and item rows as two tables (SELFRec's layout)")
+    parser.add_argument("--contrast", choices=sorted(CONTRASTS), default="ours", help="InfoNCE formulation (docstring)")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may follow the options
+    objectives._contrast = CONTRASTS[args.contrast]  # this diagnosis only
 
     cfg = compose([f"model={args.model}", f"data={args.data}", f"task.objectives.{args.model}.weight={args.weight}", *args.overrides])
     pl.seed_everything(int(cfg.seed), verbose=False)
@@ -48,7 +77,7 @@ def main() -> None:
             torch.nn.init.xavier_uniform_(table[: graph.num_users])
             torch.nn.init.xavier_uniform_(table[graph.num_users :])
     optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.task.lr))
-    print(f"{args.model} weight={args.weight} on {graph.name}: {len(dm.train_dataloader())} steps/epoch")
+    print(f"{args.model} weight={args.weight} contrast={args.contrast} on {graph.name}: {len(dm.train_dataloader())} steps/epoch")
     for epoch in range(args.epochs):
         for objective in task.objectives.values():
             objective.on_train_epoch_start(model, task.graph)
