@@ -49,8 +49,7 @@ def _dhms(seconds: float) -> str:
 
 def _seconds(args: argparse.Namespace, model: str) -> float | None:
     """The training budget in seconds of one model's runs, if any (``--model-seconds`` > ``--max-seconds``)."""
-    per_model = dict(item.split("=", 1) for item in args.model_seconds)
-    return float(per_model[model]) if model in per_model else args.max_seconds
+    return args.model_seconds.get(model, args.max_seconds)
 
 
 def _budget_overrides(args: argparse.Namespace, model: str) -> list[str]:
@@ -92,7 +91,7 @@ def _time_sentence(args: argparse.Namespace) -> str:
     """The seconds budget in words ('' without one)."""
     parts = [f"{args.max_seconds:g} s of training"] if args.max_seconds is not None else []
     if args.model_seconds:
-        parts.append("per model " + ", ".join(f"{m} {sec} s" for m, sec in (i.split("=", 1) for i in args.model_seconds)))
+        parts.append("per model " + ", ".join(f"{m} {sec:g} s" for m, sec in args.model_seconds.items()))
     return "; ".join(parts)
 
 
@@ -112,14 +111,14 @@ def curve_points(record: dict) -> list[dict[str, float]]:
     return points
 
 
-def write_curves(out: Path, data: str, runs: list[tuple[str, int, dict]]) -> Path:
-    """``curves_<data>.csv``: one line per (model, seed, validation check)."""
+def write_curves(out: Path, data: str, runs: list[tuple[str, int, list[dict[str, float]]]]) -> Path:
+    """``curves_<data>.csv``: one line per (model, seed, validation check), from ``curve_points``."""
     path = out / f"curves_{data}.csv"
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "seed", "epoch", "val_ndcg@20", "test_recall@20", "test_ndcg@20"])
-        for model, seed, record in runs:
-            for p in curve_points(record):
+        for model, seed, points in runs:
+            for p in points:
                 writer.writerow([model, seed, p["epoch"], *(f"{p[k]:.4f}" for k in ("val_ndcg@20", "test_recall@20", "test_ndcg@20"))])
     return path
 
@@ -149,14 +148,21 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild the table from the result store, no training")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
+    per_model: dict[str, float] = {}
     for item in args.model_seconds:
-        if "=" not in item or item.split("=", 1)[0] not in MODELS:
+        model, _, seconds = item.partition("=")
+        try:
+            per_model[model] = float(seconds)
+        except ValueError:
+            model = ""
+        if model not in MODELS:
             parser.error(f"--model-seconds {item!r}: expected MODEL=SECONDS with MODEL in {MODELS}")
+    args.model_seconds = per_model
 
     shared, budget = protocol(args)
     out = Path(args.out)
     rows = []
-    curves: list[tuple[str, int, dict]] = []
+    curves: list[tuple[str, int, list[dict[str, float]]]] = []
     t0 = time.perf_counter()
     for model in args.models if not args.report_only else []:
         runs, errors = [], []
@@ -172,7 +178,9 @@ def main() -> None:
                 errors.append(f"seed {seed}: {type(exc).__name__}: {exc}")
                 continue
             if args.curve:
-                curves.append((model, seed, ResultStore(out / "results.jsonl").read()[-1]))
+                # This run's record (matched on its overrides: other processes may share the store).
+                record = next(r for r in reversed(ResultStore(out / "results.jsonl").read()) if r["overrides"] == overrides)
+                curves.append((model, seed, curve_points(record)))
                 write_curves(out, args.data, curves)  # after every run: a killed job keeps what it has
         rows.append((model, runs, errors))
         print(f"[{time.perf_counter() - t0:8.0f} s] {model}: {len(runs)} runs, {len(errors)} errors", flush=True)

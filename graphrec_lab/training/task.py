@@ -316,12 +316,9 @@ class RecommendationTask(TextAdapterCheckpoints):
     def _log_test_curve(self) -> None:
         """Test metrics of the current weights (the validation pass's embeddings), as ``curve/test/*``.
         The test loader shards users over ranks like Lightning's, and the metrics sum across ranks."""
-        loader = self.trainer.datamodule.test_dataloader()  # type: ignore[attr-defined]
-        for batch in loader:
+        for batch in self.trainer.datamodule.test_dataloader():  # type: ignore[attr-defined]
             self._eval_step(self.test_evaluator, self.transfer_batch_to_device(batch, self.device, 0))
-        values = self.test_evaluator.compute()
-        self.test_evaluator.reset()
-        self.log_dict({f"curve/test/{name}": value for name, value in values.items()}, sync_dist=False)
+        self._end_eval(self.test_evaluator, "curve/test")  # the same compute, reset and logging as val/test
 
     def on_test_epoch_start(self) -> None:
         self._start_eval()

@@ -23,8 +23,6 @@ from graphrec_lab.data.train_graph import operator_cache as _cache  # one per-gr
 ADJACENCIES = ("sym", "sym_self", "sum", "mean")
 
 
-
-
 def _csr(rows: Tensor, cols: Tensor, values: Tensor, n: int) -> Tensor:
     return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce().to_sparse_csr()
 
