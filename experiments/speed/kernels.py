@@ -7,6 +7,8 @@
    over the blocks (one autograd node, Horner backward).
 3. One Adam step on the [U+I, 64] table: ``torch.optim.Adam`` with its default (for-loop) kernel
    against the fused kernel (``training.optim.adam``).
+4. The block product itself: int64 indices and ``torch.mm(out=...)`` (the earlier ``BlockAdjacency``)
+   against int32 indices and ``torch.addmm(beta=0)`` written into the output (the current one).
 
 Repetitions alternate between the two sides; the medians and the ratio old / new are printed.
 
@@ -93,6 +95,19 @@ def main() -> None:
         opt = torch.optim.Adam([p], lr=1e-3, foreach=False) if kind == "default" else torch.optim.Adam([p], lr=1e-3, fused=True)
         params[kind] = opt
     compare("Adam step on the [U+I, 64] table: default vs fused", params["default"].step, params["fused"].step, reps)
+
+    def int64(t: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(t.crow_indices().long(), t.col_indices().long(), t.values(), t.shape)
+
+    user_item, item_user, u = int64(blocks.user_item), int64(blocks.item_user), graph.num_users
+
+    def block_mm_int64() -> torch.Tensor:
+        out = torch.empty_like(x)
+        torch.mm(user_item, x[u:], out=out[:u])
+        torch.mm(item_user, x[:u], out=out[u:])
+        return out
+
+    compare("A @ X blocks: int64 + mm(out) vs int32 + addmm(beta=0)", block_mm_int64, lambda: blocks.matmul(x), reps)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,10 @@ class BlockAdjacency:
     def _csr(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int, num_cols: int) -> Tensor:
         crow = torch.zeros(num_rows + 1, dtype=torch.int64, device=rows.device)
         crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
+        # int32 indices where they fit: the CPU (MKL) product converts int64 indices to int32 on every
+        # call, two copies of the index arrays per product (experiments/speed/kernels.py).
+        if max(values.numel(), num_rows, num_cols) < 2**31 - 1:
+            crow, cols = crow.int(), cols.int()
         return torch.sparse_csr_tensor(crow, cols, values, (num_rows, num_cols))
 
     def matmul(self, x: Tensor) -> Tensor:
@@ -101,8 +105,11 @@ class BlockAdjacency:
         x = x.contiguous()
         u = self.num_users
         out = torch.empty_like(x)
-        torch.mm(self.user_item, x[u:], out=out[:u])
-        torch.mm(self.item_user, x[:u], out=out[u:])
+        # addmm with beta=0 writes the product straight into the output rows (BLAS semantics: the
+        # uninitialised input is ignored); torch.mm(out=...) fills a zero buffer and copies it over.
+        top, bottom = out[:u], out[u:]
+        torch.addmm(top, self.user_item, x[u:], beta=0, out=top)
+        torch.addmm(bottom, self.item_user, x[:u], beta=0, out=bottom)
         if self.rest is not None:
             out.add_(torch.sparse.mm(self.rest, x))
         return out

@@ -195,3 +195,17 @@ def test_block_adjacency_matches_dense_with_loops_and_same_side_entries() -> Non
     tg = TrainGraph.from_edges(USERS, ITEMS, U, I)
     assert block_adjacency(tg) is block_adjacency(tg) and block_adjacency(tg).rest is None
     assert block_adjacency(TrainGraph.from_edges(USERS, ITEMS, U, I, isolated_self_loops=True)).rest is not None
+
+
+def test_block_product_ignores_whatever_the_output_buffer_held() -> None:
+    """``BlockAdjacency.matmul`` writes with ``addmm(beta=0)`` into an uninitialised buffer: BLAS
+    semantics must ignore its contents, NaN included (checked on this torch, not assumed)."""
+    tg = TrainGraph.from_edges(USERS, ITEMS, U, I)
+    blocks = block_adjacency(tg)
+    assert blocks.user_item.crow_indices().dtype == torch.int32  # the MKL path needs no index copy
+    x = torch.randn(U + I, 4, generator=torch.Generator().manual_seed(0))
+    block, rhs = blocks.user_item, x[U:]
+    out = torch.full((U, 4), float("nan"))
+    torch.addmm(out, block, rhs, beta=0, out=out)
+    assert torch.allclose(out, block.to_dense() @ rhs, atol=1e-6)
+    assert torch.allclose(blocks.matmul(x), tg.norm_adj.to_dense() @ x, atol=1e-6)
