@@ -123,12 +123,27 @@ def write_curves(out: Path, data: str, runs: list[tuple[str, int, list[dict[str,
     return path
 
 
-def from_store(out: Path, group: str, models: list[str], seeds: list[int]) -> list[tuple[str, list[dict], list[str]]]:
-    """Finished runs of this table from ``out/results.jsonl`` (the last run per model and seed)."""
+TABLE_KEYS = {"model", "seed", "paths.root", "logger", "group", "print_table", "task.test_curve", "experiment", "data",
+              "data.cache_dir", "trainer.max_epochs", "trainer.check_val_every_n_epoch", "trainer.max_time",
+              "trainer.accelerator", "trainer.devices"}  # fmt: skip
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def from_store(
+    out: Path, group: str, models: list[str], seeds: list[int], extra: list[str]
+) -> list[tuple[str, list[dict], list[str]]]:
+    """Finished runs of this table from ``out/results.jsonl`` (the last run per model and seed) whose
+    overrides beyond the table's own (``TABLE_KEYS``: model, seed, budget, ...) are exactly ``extra``,
+    so that e.g. runs at another contrastive weight in the same store are not mixed in."""
     found: dict[str, dict[int, dict]] = {}
     for record in ResultStore(out / "results.jsonl").read():
-        model = next((o.split("=", 1)[1] for o in record.get("overrides", []) if o.startswith("model=")), None)
-        if record.get("group") == group and model in models and record["seed"] in seeds:
+        overrides = record.get("overrides", [])
+        model = next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), None)
+        own_extra = sorted(o for o in overrides if _key(o) not in TABLE_KEYS)
+        if record.get("group") == group and model in models and record["seed"] in seeds and own_extra == sorted(extra):
             found.setdefault(model, {})[record["seed"]] = record["metrics"]
     return [(m, [found[m][s] for s in sorted(found[m])], []) for m in models if m in found]
 
@@ -186,7 +201,7 @@ def main() -> None:
         print(f"[{time.perf_counter() - t0:8.0f} s] {model}: {len(runs)} runs, {len(errors)} errors", flush=True)
 
     if args.report_only:
-        rows = from_store(out, f"model_zoo-{args.data}", args.models, args.seeds)
+        rows = from_store(out, f"model_zoo-{args.data}", args.models, args.seeds, args.overrides)
 
     lines = [
         "| model | test Recall@20 | test NDCG@20 | val NDCG@20 | epochs to best val | epochs run | s / epoch | fit s |",

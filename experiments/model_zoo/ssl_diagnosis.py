@@ -6,6 +6,7 @@ contrastive objective put on the layer-0 embedding table, then each epoch's mean
 
     GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py simgcl --weight 0.5
     GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py simgcl --weight 0.0005
+    GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py sgl --weight 0.01 --data gowalla --steps-per-epoch 40
 
 The model's knobs are Hydra overrides after the options (e.g. ``data.train_batch_size=256``).
 
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument("--weight", type=float, required=True, help="the contrastive objective's weight (lambda)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--data", default="ml100k")
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=None, help="stop each epoch after N steps (Gowalla's 396 steps are slow on a CPU)"
+    )
     parser.add_argument("--per-side-init", action="store_true", help="Xavier-initialise the user and item rows as two tables (SELFRec's layout)")
     parser.add_argument("--contrast", choices=sorted(CONTRASTS), default="ours", help="InfoNCE formulation (docstring)")
     parser.add_argument("overrides", nargs="*")
@@ -77,12 +81,15 @@ def main() -> None:
             torch.nn.init.xavier_uniform_(table[: graph.num_users])
             torch.nn.init.xavier_uniform_(table[graph.num_users :])
     optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.task.lr))
-    print(f"{args.model} weight={args.weight} contrast={args.contrast} on {graph.name}: {len(dm.train_dataloader())} steps/epoch")
+    steps_per_epoch = len(dm.train_dataloader()) if args.steps_per_epoch is None else min(args.steps_per_epoch, len(dm.train_dataloader()))
+    print(f"{args.model} weight={args.weight} contrast={args.contrast} on {graph.name}: {steps_per_epoch} of {len(dm.train_dataloader())} steps/epoch")
     for epoch in range(args.epochs):
         for objective in task.objectives.values():
             objective.on_train_epoch_start(model, task.graph)
         total = steps = 0.0
         for step, batch in enumerate(dm.train_dataloader()):
+            if step == steps_per_epoch:
+                break
             user_emb, item_emb, layers = task._bpr_pass(task.graph)
             u = user_emb[batch.users]
             bpr = bpr_loss((u * item_emb[batch.pos_items]).sum(-1), (u * item_emb[batch.neg_items]).sum(-1))
@@ -101,7 +108,7 @@ def main() -> None:
             optimizer.step()
             total += bpr.item()
             steps += 1
-        print(f"epoch {epoch}: mean BPR loss {total / steps:.4f} (chance level: log 2 = 0.6931)")
+        print(f"epoch {epoch}: mean BPR loss {total / steps:.6f} (chance level: log 2 = 0.6931)")
 
 
 if __name__ == "__main__":
