@@ -9,6 +9,10 @@
    against the fused kernel (``training.optim.adam``).
 4. The block product itself: int64 indices and ``torch.mm(out=...)`` (the earlier ``BlockAdjacency``)
    against int32 indices and ``torch.addmm(beta=0)`` written into the output (the current one).
+5. A BPR batch's rows of the LightGCN mean, forward + backward: the full mean indexed at the rows
+   against ``propagate_layer_mean(..., rows=...)`` (last product and the backward's first product
+   restricted to the rows). The batch: 2,048 training edges drawn uniformly (as BPR does) and as many
+   uniform negative items; the share of A's nonzeros in its rows is printed.
 
 Repetitions alternate between the two sides; the medians and the ratio old / new are printed.
 
@@ -108,6 +112,24 @@ def main() -> None:
         return out
 
     compare("A @ X blocks: int64 + mm(out) vs int32 + addmm(beta=0)", block_mm_int64, lambda: blocks.matmul(x), reps)
+
+    num_edges = graph.edge_index.shape[1] // 2  # the first half runs user -> item
+    edges = torch.randint(0, num_edges, (2048,), generator=g)
+    users, pos = graph.edge_index[0, edges], graph.edge_index[1, edges]
+    neg = u + torch.randint(0, graph.num_items, (2048,), generator=g)
+    rows = torch.unique(torch.cat([users, pos, neg]))
+    wr = torch.randn(rows.numel(), 64, generator=g)
+    print(f"batch of 2048: {rows.numel():,} distinct rows holding {blocks.row_share(rows):.1%} of A's nonzeros")
+
+    def full_then_rows() -> None:
+        e0 = x.clone().requires_grad_(True)
+        (propagate_layer_mean(blocks, e0, 3)[rows] * wr).sum().backward()
+
+    def restricted() -> None:
+        e0 = x.clone().requires_grad_(True)
+        (propagate_layer_mean(blocks, e0, 3, rows=rows) * wr).sum().backward()
+
+    compare("batch rows of the 3-layer mean, fwd + bwd: full vs restricted", full_then_rows, restricted, max(reps // 3, 5))
 
 
 if __name__ == "__main__":

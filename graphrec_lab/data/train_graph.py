@@ -114,6 +114,81 @@ class BlockAdjacency:
             out.add_(torch.sparse.mm(self.rest, x))
         return out
 
+    # ------------------------------------------------------------- products restricted to some rows
+    # A loss that reads only some rows of ``A^K X`` (a BPR batch's users and items) needs only those
+    # rows of the last product, and the backward's first product ``A S^T G`` only the matching columns.
+
+    def row_share(self, rows: Tensor) -> float:
+        """Share of A's nonzeros in ``rows`` (sorted unique node ids [R]): what a restricted product costs
+        relative to a full one."""
+        u = self.num_users
+        split = int(torch.searchsorted(rows, u))
+        nnz = sum(self._row_counts(block, r) for block, r in ((self.user_item, rows[:split]), (self.item_user, rows[split:] - u)))
+        return float(nnz) / max(self.user_item._nnz() + self.item_user._nnz(), 1)
+
+    @staticmethod
+    def _row_counts(block: Tensor, rows: Tensor) -> int:
+        crow = block.crow_indices()
+        return int((crow[rows + 1] - crow[rows]).sum())
+
+    @staticmethod
+    def _select_rows(block: Tensor, rows: Tensor) -> Tensor:
+        """block[rows, :] as CSR [R, C] (rows sorted unique)."""
+        crow, col, val = block.crow_indices(), block.col_indices(), block.values()
+        start = crow[rows].long()
+        counts = crow[rows + 1].long() - start
+        new_crow = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=rows.device)
+        new_crow[1:] = torch.cumsum(counts, 0)
+        # entry j of output row r sits at start[r] + j: shift arange(total) by (start - new_crow) per row
+        index = torch.arange(int(new_crow[-1]), device=rows.device) + torch.repeat_interleave(start - new_crow[:-1], counts)
+        return torch.sparse_csr_tensor(
+            new_crow.to(crow.dtype), col.index_select(0, index), val.index_select(0, index), (rows.numel(), block.shape[1])
+        )
+
+    @staticmethod
+    def _select_cols(block: Tensor, cols: Tensor) -> Tensor:
+        """block[:, cols] as CSR [rows, len(cols)] (cols sorted unique), without sorting: a column
+        filter over the entries keeps CSR order."""
+        crow, col, val = block.crow_indices(), block.col_indices(), block.values()
+        position = torch.full((block.shape[1],), -1, dtype=col.dtype, device=cols.device)
+        position[cols] = torch.arange(cols.numel(), dtype=col.dtype, device=cols.device)
+        new_col = position.index_select(0, col)
+        keep = new_col >= 0
+        kept_before = torch.zeros(keep.numel() + 1, dtype=crow.dtype, device=cols.device)
+        torch.cumsum(keep, 0, dtype=crow.dtype, out=kept_before[1:])
+        kept = keep.nonzero().squeeze(1)  # once, for both gathers (a boolean index would find it twice)
+        return torch.sparse_csr_tensor(
+            kept_before.index_select(0, crow), new_col.index_select(0, kept), val.index_select(0, kept), (block.shape[0], cols.numel())
+        )
+
+    def rows_matmul(self, rows: Tensor, x: Tensor) -> Tensor:
+        """``(A @ x)[rows]``: [N, D] -> [R, D], rows sorted unique node ids (users before items)."""
+        if self.rest is not None:
+            return self.matmul(x)[rows]
+        u = self.num_users
+        split = int(torch.searchsorted(rows, u))
+        x = x.contiguous()
+        return torch.cat(
+            [
+                torch.sparse.mm(self._select_rows(self.user_item, rows[:split]), x[u:]),
+                torch.sparse.mm(self._select_rows(self.item_user, rows[split:] - u), x[:u]),
+            ]
+        )
+
+    def cols_matmul(self, rows: Tensor, g: Tensor) -> Tensor:
+        """``A[:, rows] @ g`` = ``A @ S^T g`` (``g`` [R, D] placed at ``rows``): [R, D] -> [N, D]."""
+        u = self.num_users
+        if self.rest is not None:
+            full = g.new_zeros(self.user_item.shape[0] + self.item_user.shape[0], g.shape[1])
+            return self.matmul(full.index_copy_(0, rows, g))
+        split = int(torch.searchsorted(rows, u))
+        g = g.contiguous()
+        out = g.new_empty(self.user_item.shape[0] + self.item_user.shape[0], g.shape[1])
+        # users receive from the batch's item rows through R, items from its user rows through R^T
+        torch.mm(self._select_cols(self.user_item, rows[split:] - u), g[split:], out=out[:u])
+        torch.mm(self._select_cols(self.item_user, rows[:split]), g[:split], out=out[u:])
+        return out
+
 
 def operator_cache(graph: TrainGraph) -> dict:
     """Operators derived from a graph (block adjacency, the zoo's normalisations), built once per graph
@@ -172,8 +247,17 @@ class _LayerMeanPropagation(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, adj: Tensor | BlockAdjacency, x: Tensor, num_layers: int, first: int) -> Tensor:  # type: ignore[override]
-        ctx.adj, ctx.num_layers, ctx.first = adj, num_layers, first
+    def forward(ctx, adj: Tensor | BlockAdjacency, x: Tensor, num_layers: int, first: int, rows: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.adj, ctx.num_layers, ctx.first, ctx.rows = adj, num_layers, first, rows
+        if rows is not None:  # only these rows of the mean: the last product restricted to them
+            assert isinstance(adj, BlockAdjacency)
+            out = x.index_select(0, rows) if first == 0 else None
+            e = x
+            for _ in range(num_layers - 1):
+                e = _matmul(adj, e)
+                out = e.index_select(0, rows) if out is None else out.add_(e.index_select(0, rows))
+            last = adj.rows_matmul(rows, e)
+            return (last if out is None else out.add_(last)).div_(num_layers + 1 - first)
         out = x.clone() if first == 0 else None
         e = x
         for _ in range(num_layers):
@@ -184,26 +268,46 @@ class _LayerMeanPropagation(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        adj, num_layers, first = ctx.adj, ctx.num_layers, ctx.first
+        adj, num_layers, first, rows = ctx.adj, ctx.num_layers, ctx.first, ctx.rows
         g = grad / (num_layers + 1 - first)
+        if rows is not None:
+            # sum_k A^k h with h = S^T g (g placed at rows): the first product reads only g's rows.
+            # Horner as below, T_0 = h, T_j = h + A T_{j-1}; A T_0 is the restricted product.
+            r = adj.cols_matmul(rows, g)  # A h
+            if num_layers == first:  # K = 1 without the ego layer: the mean is A h
+                return None, r, None, None, None
+            r.index_add_(0, rows, g)  # T_1
+            for _ in range(num_layers - first - 1):
+                r = _matmul(adj, r).index_add_(0, rows, g)
+            for _ in range(first):
+                r = _matmul(adj, r)
+            return None, r, None, None, None
         r = g
         for _ in range(num_layers - first):
             r = _matmul(adj, r).add_(g)
         for _ in range(first):
             r = _matmul(adj, r)
-        return None, r, None, None
+        return None, r, None, None, None
 
 
-def propagate_layer_mean(adj: Tensor | BlockAdjacency, x: Tensor, num_layers: int, include_ego: bool = True) -> Tensor:
+def propagate_layer_mean(
+    adj: Tensor | BlockAdjacency, x: Tensor, num_layers: int, include_ego: bool = True, rows: Tensor | None = None
+) -> Tensor:
     """LightGCN's readout in one step: ``mean_{k} A^k x`` over k = 0..K (``include_ego``) or 1..K.
 
     adj: symmetric sparse CSR or ``BlockAdjacency`` [N, N]; x: [N, D] -> [N, D]. Equal to propagating layer by layer and
     averaging (tests/data/test_train_graph.py checks values and gradients). fp32 under autocast, as
     ``symmetric_spmm``.
+
+    ``rows`` (sorted unique node ids [R], ``BlockAdjacency`` only): return just those rows, [R, D], with
+    the last product restricted to them and the backward's first product to the matching columns
+    (what a BPR batch needs; see ``models.gnn.lightgcn.LightGCN.embed_rows`` for when it pays).
     """
+    if rows is not None and not isinstance(adj, BlockAdjacency):
+        return propagate_layer_mean(adj, x, num_layers, include_ego)[rows]
     if num_layers < 1:
         if not include_ego:
             raise ValueError("a readout without the ego layer needs num_layers >= 1")
-        return x
+        return x if rows is None else x[rows]
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return _LayerMeanPropagation.apply(adj, x.to(adj.dtype), num_layers, 0 if include_ego else 1)
+        return _LayerMeanPropagation.apply(adj, x.to(adj.dtype), num_layers, 0 if include_ego else 1, rows)

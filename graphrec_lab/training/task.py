@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from graphrec_lab.data.neighbor_sampling import NeighborSampler
 from graphrec_lab.data.sampling import EvalBatch, TrainBatch
-from graphrec_lab.data.train_graph import TrainGraph
+from graphrec_lab.data.train_graph import TrainGraph, operator_cache
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
@@ -164,6 +164,26 @@ class RecommendationTask(TextAdapterCheckpoints):
         user_emb, item_emb = self.model.split(self.model.readout(layers))
         return user_emb, item_emb, layers
 
+    def _batch_rows_pass(self, graph: TrainGraph, batch: TrainBatch) -> tuple[Tensor, Tensor] | None:
+        """Users [B, D] and positive + negative items [2B, D] from just the batch's rows of the readout,
+        when the model computes those for less (``GraphRecommender.embed_rows``; LightGCN on large
+        graphs) and no objective needs the whole graph's outputs; None otherwise."""
+        if len(self.objectives) or not isinstance(self.model, GraphRecommender) or type(self.model).embed_rows is GraphRecommender.embed_rows:
+            return None
+        # Decided on the graph's first batch (batches are alike), kept with the graph's operators:
+        # small graphs then skip the unique.
+        decisions = operator_cache(graph).setdefault("rows_pass_pays", {})
+        if decisions.get(id(self.model)) is False:
+            return None
+        n_u = self.model.num_users
+        ids = torch.cat([batch.users, batch.pos_items + n_u, batch.neg_items + n_u])
+        rows, inverse = torch.unique(ids, return_inverse=True)
+        out = self.model.embed_rows(graph, rows)
+        decisions.setdefault(id(self.model), out is not None)
+        if out is None:
+            return None
+        return out.index_select(0, inverse[: len(batch)]), out.index_select(0, inverse[len(batch) :])
+
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
         if self.text is None:
             return self._training_step(batch)
@@ -215,10 +235,15 @@ class RecommendationTask(TextAdapterCheckpoints):
             u, items, ego = self._sampled_pass(batch)
         else:
             graph = self.graph
-            user_emb, item_emb, layers = self._bpr_pass(graph)
-            # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
-            u = user_emb.index_select(0, batch.users)
-            items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
+            rows_out = self._batch_rows_pass(graph, batch)
+            if rows_out is not None:
+                layers, user_emb, item_emb = None, None, None
+                u, items = rows_out
+            else:
+                user_emb, item_emb, layers = self._bpr_pass(graph)
+                # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
+                u = user_emb.index_select(0, batch.users)
+                items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
         pos = (u * items[: len(batch)]).sum(-1)
         neg = (u * items[len(batch) :]).sum(-1)
         bpr = bpr_loss(pos, neg)

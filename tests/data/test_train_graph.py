@@ -209,3 +209,40 @@ def test_block_product_ignores_whatever_the_output_buffer_held() -> None:
     torch.addmm(out, block, rhs, beta=0, out=out)
     assert torch.allclose(out, block.to_dense() @ rhs, atol=1e-6)
     assert torch.allclose(blocks.matmul(x), tg.norm_adj.to_dense() @ x, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_layers,include_ego", [(1, True), (1, False), (2, False), (3, True), (3, False)])
+@pytest.mark.parametrize("isolated_self_loops", [False, True])
+def test_layer_mean_restricted_to_rows_equals_rows_of_the_full_mean(num_layers: int, include_ego: bool, isolated_self_loops: bool) -> None:
+    """The BPR batch's rows only: values and the gradient on every input row equal those of the full
+    mean indexed at the rows (with self-loops the blocks have a rest: the full-product fallback)."""
+    tg = TrainGraph.from_edges(USERS, ITEMS, U, I, isolated_self_loops=isolated_self_loops)
+    blocks = BlockAdjacency(tg.norm_adj.double(), U)
+    g = torch.Generator().manual_seed(num_layers)
+    x0 = torch.randn(U + I, 3, generator=g, dtype=torch.float64)
+    rows = torch.tensor([0, U - 1, U, U + 2, U + I - 1])  # users and items, sorted unique
+    weight = torch.randn(rows.numel(), 3, generator=g, dtype=torch.float64)
+    xr, xf = x0.clone().requires_grad_(True), x0.clone().requires_grad_(True)
+    restricted = propagate_layer_mean(blocks, xr, num_layers, include_ego, rows=rows)
+    full = propagate_layer_mean(blocks, xf, num_layers, include_ego)[rows]
+    assert restricted.shape == (rows.numel(), 3)
+    assert torch.allclose(restricted, full, atol=1e-12)
+    (restricted * weight).sum().backward()
+    (full * weight).sum().backward()
+    assert torch.allclose(xr.grad, xf.grad, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x: propagate_layer_mean(blocks, x, num_layers, include_ego, rows=rows), (x0.clone().requires_grad_(True),)
+    )
+
+
+def test_block_row_and_column_selection_match_dense() -> None:
+    tg = TrainGraph.from_edges(USERS, ITEMS, U, I)
+    blocks = block_adjacency(tg)
+    dense = blocks.user_item.to_dense()
+    rows, cols = torch.tensor([0, U - 1]), torch.tensor([0, 2, I - 1])
+    assert torch.equal(BlockAdjacency._select_rows(blocks.user_item, rows).to_dense(), dense[rows])
+    assert torch.equal(BlockAdjacency._select_cols(blocks.user_item, cols).to_dense(), dense[:, cols])
+    nodes = torch.cat([rows, U + cols])
+    share = blocks.row_share(nodes)
+    expected = (tg.norm_adj.to_dense()[nodes] != 0).sum() / tg.norm_adj._nnz()
+    assert abs(share - float(expected)) < 1e-6

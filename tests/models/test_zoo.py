@@ -359,3 +359,27 @@ def test_every_model_beats_popularity_on_synthetic(out_dir):
     # A clear margin, not a tie: every model must beat popularity by 10% relative.
     losers = {k: v for k, v in scores.items() if v <= 1.1 * pop}
     assert not losers, f"popularity {pop:.4f}; {scores}"
+
+
+@pytest.mark.parametrize("readout", ["mean", "mean_no_ego"])
+def test_lightgcn_batch_rows_path_equals_the_full_readout(readout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On graphs where a batch holds a small share of the edges the task computes only the batch's rows
+    (``LightGCN.embed_rows``); loss and every gradient must equal the full readout's (duplicates in the
+    batch included)."""
+    grads = {}
+    for share, expect_rows in ((-1.0, False), (1.0, True)):
+        monkeypatch.setattr(LightGCN, "ROW_RESTRICTION_MAX_SHARE", share)
+        torch.manual_seed(0)
+        task = RecommendationTask(LightGCN(U, I, embedding_dim=8, num_layers=3, readout=readout), lr=0.01, l2_reg=1e-3)
+        task.attach_graph(tiny_graph())
+        task.on_train_epoch_start()
+        assert (task._batch_rows_pass(task.graph, batch()) is not None) is expect_rows
+        loss = task.training_step(batch(), 0)
+        loss.backward()
+        grads[expect_rows] = (loss.detach(), task.model.embedding.weight.grad.clone())
+    assert torch.allclose(grads[True][0], grads[False][0], atol=1e-6)
+    assert torch.allclose(grads[True][1], grads[False][1], atol=1e-6)
+    # With an objective the whole graph's outputs are needed: no restriction.
+    task = make_task("simgcl")
+    monkeypatch.setattr(LightGCN, "ROW_RESTRICTION_MAX_SHARE", 1.0)
+    assert task._batch_rows_pass(task.graph, batch()) is None

@@ -115,6 +115,11 @@ class GraphRecommender(Recommender):
         compute it in a fused way (LightGCN)."""
         return self.readout(self.propagate(graph))
 
+    def embed_rows(self, graph: TrainGraph, rows: Tensor) -> Tensor | None:
+        """Rows [R] (sorted unique node ids) of ``embed(graph)``, [R, D_out], when the model can compute
+        just those for less than the whole readout; None otherwise (the caller indexes ``embed``)."""
+        return None
+
     def forward(self, graph: TrainGraph, perturb_eps: float = 0.0, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         if perturb_eps == 0:
             return self.split(self.embed(graph))
