@@ -105,14 +105,18 @@ class BlockAdjacency:
         x = x.contiguous()
         u = self.num_users
         out = torch.empty_like(x)
-        # addmm with beta=0 writes the product straight into the output rows (BLAS semantics: the
-        # uninitialised input is ignored); torch.mm(out=...) fills a zero buffer and copies it over.
-        top, bottom = out[:u], out[u:]
-        torch.addmm(top, self.user_item, x[u:], beta=0, out=top)
-        torch.addmm(bottom, self.item_user, x[:u], beta=0, out=bottom)
+        self._product_into(out[:u], self.user_item, x[u:])
+        self._product_into(out[u:], self.item_user, x[:u])
         if self.rest is not None:
             out.add_(torch.sparse.mm(self.rest, x))
         return out
+
+    @staticmethod
+    def _product_into(out: Tensor, block: Tensor, x: Tensor) -> None:
+        """out = block @ x, written into ``out`` (rows of a bigger output). addmm with beta=0 writes the
+        product straight into them (BLAS semantics: the uninitialised input is ignored);
+        torch.mm(out=...) fills a zero buffer and copies it over."""
+        torch.addmm(out, block, x, beta=0, out=out)
 
     # ------------------------------------------------------------- products restricted to some rows
     # A loss that reads only some rows of ``A^K X`` (a BPR batch's users and items) needs only those
@@ -168,12 +172,10 @@ class BlockAdjacency:
         u = self.num_users
         split = int(torch.searchsorted(rows, u))
         x = x.contiguous()
-        return torch.cat(
-            [
-                torch.sparse.mm(self._select_rows(self.user_item, rows[:split]), x[u:]),
-                torch.sparse.mm(self._select_rows(self.item_user, rows[split:] - u), x[:u]),
-            ]
-        )
+        out = x.new_empty(rows.numel(), x.shape[1])
+        self._product_into(out[:split], self._select_rows(self.user_item, rows[:split]), x[u:])
+        self._product_into(out[split:], self._select_rows(self.item_user, rows[split:] - u), x[:u])
+        return out
 
     def cols_matmul(self, rows: Tensor, g: Tensor) -> Tensor:
         """``A[:, rows] @ g`` = ``A @ S^T g`` (``g`` [R, D] placed at ``rows``): [R, D] -> [N, D]."""
@@ -185,8 +187,8 @@ class BlockAdjacency:
         g = g.contiguous()
         out = g.new_empty(self.user_item.shape[0] + self.item_user.shape[0], g.shape[1])
         # users receive from the batch's item rows through R, items from its user rows through R^T
-        torch.mm(self._select_cols(self.user_item, rows[split:] - u), g[split:], out=out[:u])
-        torch.mm(self._select_cols(self.item_user, rows[:split]), g[:split], out=out[u:])
+        self._product_into(out[:u], self._select_cols(self.user_item, rows[split:] - u), g[split:])
+        self._product_into(out[u:], self._select_cols(self.item_user, rows[:split]), g[:split])
         return out
 
 
