@@ -170,8 +170,8 @@ class RecommendationTask(TextAdapterCheckpoints):
         graphs) and no objective needs the whole graph's outputs; None otherwise."""
         if len(self.objectives) or not isinstance(self.model, GraphRecommender) or type(self.model).embed_rows is GraphRecommender.embed_rows:
             return None
-        # Decided on the graph's first batch (batches are alike), kept with the graph's operators:
-        # small graphs then skip the unique.
+        # A graph whose first batch does not qualify (a small graph: the batch covers most of it) is
+        # not tried again, so it skips the per-step unique; the answer is kept with its operators.
         decisions = operator_cache(graph).setdefault("rows_pass_pays", {})
         if decisions.get(id(self.model)) is False:
             return None
