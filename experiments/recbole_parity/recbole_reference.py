@@ -6,10 +6,14 @@ paper's settings (d=64, 3 layers, Adam 1e-3, batch 2048, L2 weight 1e-4), on the
 as ``run.py``. One JSON line per seed is appended to ``--out`` (default
 ``outputs/recbole_reference.jsonl``); ``run.py`` puts the mean ± std beside ours.
 
-RecBole 1.2.1 needs numpy < 2, so it runs from its own environment:
+RecBole 1.2.1 needs numpy < 2, so it runs from its own environment (torch first and pinned again with
+RecBole: a "setuptools<70" in the same install makes pip fall back to an older CUDA torch; checked
+2026-12-04):
 
     python3.11 -m venv /tmp/rbvenv
-    /tmp/rbvenv/bin/pip install torch==2.13.0 recbole==1.2.1 "numpy<2" "scipy<1.12" "pandas<2.3" "setuptools<70"
+    /tmp/rbvenv/bin/pip install torch==2.13.0
+    /tmp/rbvenv/bin/pip install recbole==1.2.1 "numpy<2" "scipy<1.12" "pandas<2.3" torch==2.13.0
+    /tmp/rbvenv/bin/pip install --no-deps "setuptools<70"
     /tmp/rbvenv/bin/python experiments/recbole_parity/recbole_reference.py --data-dir ../shared/datasets \
         --model LightGCN --epochs 400 --seeds 2020 2021 2022
 """

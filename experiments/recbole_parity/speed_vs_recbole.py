@@ -13,10 +13,13 @@ The two alternate for ``--rounds`` rounds of ``--epochs`` epochs each, so both s
 load; the first epoch of every round is warm-up and is dropped. The script prints the median seconds
 per epoch of each side and the ratio RecBole / ours.
 
-Setup of the RecBole interpreter (once; it installs the same CPU torch):
+Setup of the RecBole interpreter (once; the same CPU torch; the recipe and why it is in three steps:
+``recbole_reference.py``):
 
     python3.11 -m venv /tmp/rbvenv
-    /tmp/rbvenv/bin/pip install torch==2.13.0 recbole==1.2.1 "numpy<2" "scipy<1.12" "pandas<2.3" "setuptools<70"
+    /tmp/rbvenv/bin/pip install torch==2.13.0
+    /tmp/rbvenv/bin/pip install recbole==1.2.1 "numpy<2" "scipy<1.12" "pandas<2.3" torch==2.13.0
+    /tmp/rbvenv/bin/pip install --no-deps "setuptools<70"
 
 Then, from the repository root:
 
