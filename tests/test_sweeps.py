@@ -349,3 +349,27 @@ def test_trial_seeded_sampler_differs_across_workers_and_is_reproducible():
     first = draw("a")
     assert len(set(first)) == 4, first
     assert draw("b") == first  # same sweep seed, same trial numbers: the same parameters
+
+
+def test_a_running_trial_its_worker_never_stamped_is_failed_after_the_grace(monkeypatch) -> None:
+    """A worker killed between Optuna creating a trial and stamping its identity on it leaves a RUNNING
+    trial no process check can match; it is failed once older than the grace, never before."""
+    from graphrec_lab.sweeps import study as study_mod
+
+    study = optuna.create_study()
+    unstamped = study.ask()
+    monkeypatch.setattr(study_mod, "UNSTAMPED_GRACE_S", 3600.0)
+    assert study_mod.fail_dead_local_trials(study) == 0  # young: a live worker may be about to stamp it
+    assert study.trials[unstamped.number].state == TrialState.RUNNING
+    monkeypatch.setattr(study_mod, "UNSTAMPED_GRACE_S", 0.0)
+    assert study_mod.fail_dead_local_trials(study) == 1
+    frozen = study.trials[unstamped.number]
+    assert frozen.state == TrialState.FAIL and "before recording itself" in frozen.user_attrs["interrupted"]
+
+
+def test_the_sampler_stamps_the_worker_when_the_trial_is_created() -> None:
+    from graphrec_lab.sweeps.study import TrialSeededSampler
+
+    study = optuna.create_study(sampler=TrialSeededSampler(lambda seed: optuna.samplers.RandomSampler(seed=seed), 0))
+    trial = study.ask()
+    assert study.trials[trial.number].user_attrs["worker"]["pid"] == os.getpid()

@@ -9,7 +9,8 @@ SQLAlchemy URL otherwise, PostgreSQL included), created with ``load_if_exists``,
   machines joins the same study through a shared storage URL;
 * a trial raising an exception is FAIL with ``user_attrs["error"]`` and the study goes on;
 * a trial whose process died (kill, OOM, reboot) is failed on the next start: at once when it ran on
-  this machine and its process is gone, through Optuna's heartbeat (``grace_period``) otherwise.
+  this machine and its process is gone, through Optuna's heartbeat (``grace_period``) otherwise,
+  and after ``UNSTAMPED_GRACE_S`` when the worker died before stamping itself on the trial.
   Such interrupted trials do not count towards ``n_trials``: the budget counts COMPLETE, PRUNED,
   FAIL with an error, and trials RUNNING in live workers.
 """
@@ -27,6 +28,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -173,19 +175,32 @@ def budget_used(study: optuna.Study) -> int:
     return sum(counts_towards_budget(t) for t in study.get_trials(deepcopy=False))
 
 
+# A worker stamps its identity on a trial within milliseconds of Optuna creating it (the sampler's
+# ``before_trial``); a RUNNING trial still without one after this long lost its worker in between.
+UNSTAMPED_GRACE_S = 2.0
+
+
 def fail_dead_local_trials(study: optuna.Study) -> int:
-    """FAIL the RUNNING trials whose worker process on this machine no longer exists."""
+    """FAIL the RUNNING trials whose worker process on this machine no longer exists, and those whose
+    worker died before stamping them (older than ``UNSTAMPED_GRACE_S`` without a ``worker`` attribute)."""
     n = 0
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker") or {}
-        if worker.get("host") != host or _process_alive(int(worker.get("pid", -1)), worker.get("start")):
+        worker = t.user_attrs.get("worker")
+        if not worker:
+            age = (datetime.now() - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+            if age < UNSTAMPED_GRACE_S:
+                continue
+            reason = "its worker died before recording itself on the trial"
+        elif worker.get("host") != host or _process_alive(int(worker.get("pid", -1)), worker.get("start")):
             continue
+        else:
+            reason = f"worker process {worker.get('pid')} died"
         try:
-            study._storage.set_trial_user_attr(t._trial_id, "interrupted", f"worker process {worker.get('pid')} died")
+            study._storage.set_trial_user_attr(t._trial_id, "interrupted", reason)
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             n += 1
-            log.info("trial %d was interrupted (its process %s is gone): marked FAIL", t.number, worker.get("pid"))
+            log.info("trial %d was interrupted (%s): marked FAIL", t.number, reason)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
             pass  # another worker got there first
     return n
@@ -243,6 +258,8 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         # [seed, 0, number]: for one worker the same stream as the earlier (seed, worker 0, trials so far)
         # seeding, so single-worker sweeps draw what they always drew.
+        # Stamp the worker first: a kill after this point is recognised by the process check above.
+        study._storage.set_trial_user_attr(trial._trial_id, "worker", _worker_identity())
         self._inner = self._make(int(np.random.SeedSequence([self._seed, 0, trial.number]).generate_state(1)[0]))
         self._inner.before_trial(study, trial)
 
