@@ -284,8 +284,7 @@ def objective(trial: optuna.Trial, run: SweepRun, space: SearchSpace) -> float:
     from graphrec_lab.experiment import run_experiment
     from graphrec_lab.tracking.wandb import finish_active_run, label_run
 
-    trial.set_user_attr("worker", _worker_identity())
-    try:
+    try:  # the worker identity is already on the trial (TrialSeededSampler.before_trial)
         params = space.suggest(trial)
         overrides = merge_overrides(run.base_overrides, SearchSpace.to_overrides(params))
         trial.set_user_attr("overrides", overrides)
