@@ -8,7 +8,8 @@ Two checks over the repository's own text:
   prose, or paths into the team's shared folder. Such facts belong in git and in result records;
   a doc states what the product does and what was measured, with command, hardware and date.
 * every relative link in README.md and docs/*.md points at a file that exists (and, for a link
-  into a Markdown file with a fragment, at a heading that exists).
+  into a Markdown file with a fragment, at a heading that exists), and every repository path they
+  name (a module, a script in a command) exists.
 """
 
 from __future__ import annotations
@@ -209,3 +210,36 @@ def test_relative_link_resolves(file: str, line: int, target: str) -> None:
     if fragment and resolved.suffix == ".md":
         anchors = _anchors(resolved)
         assert fragment in anchors, f"{file}:{line}: no heading #{fragment} in {raw_path or file}; has {sorted(anchors)}"
+
+
+# Repository paths named in the text (`graphrec_lab/...`, `python experiments/.../run.py`): modules and
+# scripts move, and a guide that names a vanished file misleads as much as a broken link. A path
+# after `=` is an argument value (an output directory), not a claim that the file exists.
+_REPO_PATH = re.compile(
+    r"(?<![\w./$<=-])(?:graphrec_lab|tests|experiments|benchmarks|notebooks|scripts|docs)/[A-Za-z0-9_./-]*"
+)
+
+
+def _named_paths() -> list[tuple[str, int, str]]:
+    """``(file, line, path)`` for every repository path README.md and docs/*.md mention."""
+    files = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    named = []
+    for path in files:
+        if not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for match in _REPO_PATH.finditer(line):
+                end = match.end()
+                if end < len(line) and line[end] in "<*{":  # a pattern such as experiments/<name>/
+                    continue
+                named.append((_rel(path), number, match.group(0).rstrip(".,;:")))
+    return sorted(set(named))
+
+
+def test_readme_and_docs_name_repository_paths() -> None:
+    assert any(target.startswith("graphrec_lab/") for _, _, target in _named_paths())
+
+
+@pytest.mark.parametrize(("file", "line", "target"), _named_paths(), ids=lambda v: str(v))
+def test_named_repository_path_exists(file: str, line: int, target: str) -> None:
+    assert (REPO / target).exists(), f"{file}:{line}: names {target!r}, which is not in the repository"
