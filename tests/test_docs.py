@@ -209,7 +209,8 @@ def test_relative_link_resolves(file: str, line: int, target: str) -> None:
     assert resolved.exists(), f"{file}:{line}: link target {target!r} does not exist ({resolved})"
     if fragment and resolved.suffix == ".md":
         anchors = _anchors(resolved)
-        assert fragment in anchors, f"{file}:{line}: no heading #{fragment} in {raw_path or file}; has {sorted(anchors)}"
+        where = raw_path or file
+        assert fragment in anchors, f"{file}:{line}: no heading #{fragment} in {where}; has {sorted(anchors)}"
 
 
 # Repository paths named in the text (`graphrec_lab/...`, `python experiments/.../run.py`): modules and
