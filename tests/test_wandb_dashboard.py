@@ -157,6 +157,14 @@ def test_log_artifacts_false_logs_no_artifact(out_dir, offline_env):
     assert "final/metrics._type" in history_items(records)  # the Table is still logged
 
 
+def test_disabled_mode_runs_and_writes_no_wandb_files(out_dir, offline_env):
+    overrides = tiny_overrides(out_dir, "logger=default", "logger.wandb.mode=disabled", "trainer.max_epochs=2",
+                               "trainer.check_val_every_n_epoch=1")
+    metrics = run_experiment(compose(overrides), overrides)
+    assert metrics["test/ndcg@20"] >= 0.0
+    assert not list(out_dir.rglob("offline-run-*")) and not list(out_dir.rglob("*.wandb"))
+
+
 # ----------------------------------------------------------------------------------- report
 VALUES = {"bprmf": [0.10, 0.12, 0.11], "lightgcn": [0.15, 0.16, 0.14]}
 

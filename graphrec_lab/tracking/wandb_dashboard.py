@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 METRICS_KEY = "final/metrics"  # the one-row Table of the result record's metrics
 CURVE_KEYS = {"val": "curves/val", "train": "curves/train"}  # per-epoch Tables (fit only)
@@ -40,6 +41,7 @@ class DashboardWandbLogger(WandbLogger):
         # split ("val"/"train") -> epoch -> {metric: value}; a later log for the same epoch wins.
         self.epoch_scalars: dict[str, dict[int, dict[str, float]]] = {"val": {}, "train": {}}
 
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         super().log_metrics(metrics, step)
         if "epoch" not in metrics:  # Lightning adds the epoch to every row it logs
@@ -92,6 +94,9 @@ def finish_wandb_run(logger: WandbLogger, record: Mapping[str, Any]) -> None:
     """
     run = logger.experiment
     metrics = record["metrics"]
+    if getattr(run, "disabled", False):  # logger.wandb.mode=disabled: a no-op run without a directory
+        run.finish()
+        return
     payload: dict[str, Any] = {METRICS_KEY: metrics_table(record)}
     if isinstance(logger, DashboardWandbLogger):
         import wandb
