@@ -165,6 +165,20 @@ def test_disabled_mode_runs_and_writes_no_wandb_files(out_dir, offline_env):
     assert not list(out_dir.rglob("offline-run-*")) and not list(out_dir.rglob("*.wandb"))
 
 
+def test_auto_mode_follows_wandb_mode_even_with_an_api_key(monkeypatch):
+    from graphrec_lab.tracking.wandb import resolve_mode
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert resolve_mode("auto") == "offline"  # an explicit mode="online" would override the variable
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("auto") == "disabled"
+    monkeypatch.delenv("WANDB_MODE")
+    assert resolve_mode("auto") == "online" and resolve_mode("offline") == "offline"
+    with pytest.raises(ValueError, match="logger.wandb.mode"):
+        resolve_mode("cloud")
+
+
 # ----------------------------------------------------------------------------------- report
 VALUES = {"bprmf": [0.10, 0.12, 0.11], "lightgcn": [0.15, 0.16, 0.14]}
 

@@ -35,11 +35,22 @@ def wandb_is_configured() -> bool:
         return False
 
 
+_ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline", "disabled": "disabled"}
+
+
 def resolve_mode(mode: str, key: str = "logger.wandb.mode") -> str:
-    """``auto`` -> ``online`` with an API key, ``offline`` without one; other modes as they are."""
+    """``auto`` -> the ``WANDB_MODE`` environment variable when set, else ``online`` with an API key
+    and ``offline`` without one; other modes as they are.
+
+    The variable is read here because an explicit ``mode`` passed to ``wandb.init`` overrides it:
+    ``WANDB_MODE=offline`` with an API key configured must still give an offline run.
+    """
     if mode not in ("auto", "online", "offline", "disabled"):
         raise ValueError(f"{key}={mode!r}: expected auto, online, offline or disabled")
     if mode == "auto":
+        env = os.environ.get("WANDB_MODE", "").strip().lower()
+        if env in _ENV_MODES:
+            return _ENV_MODES[env]
         return "online" if wandb_is_configured() else "offline"
     return mode
 
@@ -54,7 +65,8 @@ def make_wandb_logger(
     entity: str | None = None,
     log_artifacts: bool = True,
 ) -> WandbLogger:
-    """A ``WandbLogger``; ``mode="auto"`` means online with an API key, offline without one.
+    """A ``WandbLogger``; ``mode="auto"``: ``WANDB_MODE`` if set, else online with an API key,
+    offline without one.
 
     Offline runs land in ``<save_dir>/wandb/offline-run-*`` (config, metrics, tables and artifact
     manifests included) and can be uploaded later with ``wandb sync``. Summaries: ``val/*`` keep
