@@ -153,7 +153,8 @@ def _report(args: list[str]) -> None:
         plots = [Path(ns.out or ".") / plot_filename(m, ns.plot) for m in table.metrics] if ns.plot else []
         run_dir = push_report(table, load_records(results), ns.group, Path(ns.out or Path(results[0]).parent / "reports"),
                               plots, ns.digits, config={"command": " ".join(["graphrec-lab report", *args])})
-        print(f"wandb: report run of group {ns.group}: {run_dir}", file=sys.stderr)
+        upload = f" (upload: wandb sync {run_dir})" if run_dir.name.startswith("offline-run") else ""
+        print(f"wandb: report run of group {ns.group}: {run_dir}{upload}", file=sys.stderr)
 
 
 def _reproduce(args: list[str]) -> None:

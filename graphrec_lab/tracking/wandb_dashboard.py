@@ -5,10 +5,10 @@ record as Artifacts.
 ``DashboardWandbLogger`` collects the per-epoch scalars Lightning logs while fitting;
 ``finish_wandb_run`` is called once, where the result record is written, and closes the run.
 
-The final metrics Table has one row and one column per metric (plus ``run_id``, ``name``, ``group``,
-``seed``): W&B concatenates the same table key across the runs of a group or workspace, so the runs
-of an ablation become the rows of one sortable table with the same columns as ``report --format csv``'s
-inputs, ready for a scatter or bar panel without any pivoting.
+The final metrics Table has one row and one column per metric, as in the result record (plus
+``run_id``, ``name``, ``group``, ``seed``): W&B concatenates a table key across the runs shown in a
+panel, so the runs of an ablation become the rows of one table, sortable by any metric and ready
+for a scatter or bar chart of two columns. One row per metric would need a pivot in the UI first.
 """
 
 from __future__ import annotations
