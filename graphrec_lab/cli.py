@@ -6,6 +6,7 @@
                        [--workers N] [hydra overrides]
     graphrec-lab report [--results PATH ...] [--group G] [--by key,...] [--metrics m,...]
                         [--baseline factor=value] [--format md|latex|csv] [--plot factor --out DIR]
+                        [--wandb]        also the table and plots as a W&B run of the group
     graphrec-lab reproduce <experiment> [--budget quick|paper] [--seeds S ...] [--rows ID ...]
                            [--out DIR] [--report-only] [hydra overrides]
                                                  a paper's table (experiments/<name>/paper.yaml)
@@ -124,11 +125,17 @@ def _report(args: list[str]) -> None:
     parser.add_argument("--digits", type=int, default=4)
     parser.add_argument("--plot", help="a factor to plot each metric against (PNG)")
     parser.add_argument("--out", help="directory for --plot (default: the current directory)")
+    parser.add_argument("--wandb", action="store_true", help="also log the table and plots as a W&B run "
+                        "(job_type report) of the group, in --out, else <results dir>/reports")
     ns = parser.parse_args(args)
     from graphrec_lab.reporting import build_table, load_records, render
     from graphrec_lab.reporting.plots import plot_filename, plot_metric_vs_factor
 
     results = ns.results or [str(compose([]).paths.results)]
+    if ns.wandb:  # the group the report run joins, settled before any work
+        from graphrec_lab.reporting.wandb_push import push_report, report_group
+
+        ns.group = report_group(load_records(results), ns.group)
     table = build_table(
         load_records(results),
         metrics=_split(ns.metrics),
@@ -142,6 +149,12 @@ def _report(args: list[str]) -> None:
         for metric in table.metrics:
             path = plot_metric_vs_factor(table, ns.plot, metric, out / plot_filename(metric, ns.plot))
             print(f"plot: {path}", file=sys.stderr)
+    if ns.wandb:
+        plots = [Path(ns.out or ".") / plot_filename(m, ns.plot) for m in table.metrics] if ns.plot else []
+        run_dir = push_report(table, load_records(results), ns.group, Path(ns.out or Path(results[0]).parent / "reports"),
+                              plots, ns.digits, config={"command": " ".join(["graphrec-lab report", *args])})
+        upload = f" (upload: wandb sync {run_dir})" if run_dir.name.startswith("offline-run") else ""
+        print(f"wandb: report run of group {ns.group}: {run_dir}{upload}", file=sys.stderr)
 
 
 def _reproduce(args: list[str]) -> None:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from graphrec_lab.config import ConfigError, validate_config
 from graphrec_lab.distributed import global_rank, launch_local_ranks
 from graphrec_lab.tracking.results import ResultStore
+from graphrec_lab.tracking.wandb_dashboard import finish_wandb_run
 from graphrec_lab.training.callbacks import EpochTimer
 
 log = logging.getLogger(__name__)
@@ -151,9 +152,8 @@ def _run(
     if trainer.is_global_zero:
         ResultStore(cfg.paths.results).append(record)
     for lg in loggers if trainer.is_global_zero else []:  # other ranks hold no-op logger experiments
-        if isinstance(lg, WandbLogger):
-            lg.experiment.summary.update({k: v for k, v in metrics.items()})
-            lg.experiment.finish()
+        if isinstance(lg, WandbLogger):  # summary, metrics Table, curves, artifacts; closes the run
+            finish_wandb_run(lg, record)
         else:
             lg.log_metrics({k: v for k, v in metrics.items()})
             lg.finalize("success")
