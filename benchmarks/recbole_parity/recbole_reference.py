@@ -3,8 +3,8 @@
 RecBole's default protocol (all ratings as implicit feedback, per-user random 8:1:1 split, full
 ranking, validation every 5 epochs, early stopping after 10 checks on NDCG@20) at the LightGCN
 paper's settings (d=64, 3 layers, Adam 1e-3, batch 2048, L2 weight 1e-4), on the same ``u.data``
-as ``run.py``. One JSON line per seed is appended to ``--out`` (default
-``outputs/recbole_reference.jsonl``); ``run.py`` puts the mean ± std beside ours.
+as ``graphrec-lab study recbole_parity``. One JSON line per seed is appended to ``--out`` (default
+``outputs/recbole_reference.jsonl``).
 
 RecBole 1.2.1 needs numpy < 2, so it runs from its own environment (torch first and pinned again with
 RecBole: a "setuptools<70" in the same install makes pip fall back to an older CUDA torch; checked
@@ -14,7 +14,7 @@ RecBole: a "setuptools<70" in the same install makes pip fall back to an older C
     /tmp/rbvenv/bin/pip install torch==2.13.0
     /tmp/rbvenv/bin/pip install recbole==1.2.1 "numpy<2" "scipy<1.12" "pandas<2.3" torch==2.13.0
     /tmp/rbvenv/bin/pip install --no-deps "setuptools<70"
-    /tmp/rbvenv/bin/python experiments/recbole_parity/recbole_reference.py --data-dir ../shared/datasets \
+    /tmp/rbvenv/bin/python benchmarks/recbole_parity/recbole_reference.py --data-dir $GRAPHREC_DATA_DIR \
         --model LightGCN --epochs 400 --seeds 2020 2021 2022
 """
 

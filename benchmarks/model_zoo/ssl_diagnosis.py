@@ -4,14 +4,14 @@ Trains the model for a few epochs outside Lightning (same data, model, task and 
 ``run_experiment``) and prints, at the first step of each epoch, the gradient norms that BPR and the
 contrastive objective put on the layer-0 embedding table, then each epoch's mean BPR loss.
 
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py simgcl --weight 0.5
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py simgcl --weight 0.0005
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/model_zoo/ssl_diagnosis.py sgl --weight 0.01 --data gowalla --steps-per-epoch 40
+    python benchmarks/model_zoo/ssl_diagnosis.py simgcl --weight 0.5
+    python benchmarks/model_zoo/ssl_diagnosis.py simgcl --weight 0.0005
+    python benchmarks/model_zoo/ssl_diagnosis.py sgl --weight 0.01 --data gowalla --steps-per-epoch 40
 
 The model's knobs are Hydra overrides after the options (e.g. ``data.train_batch_size=256``).
 
 ``--contrast`` swaps the InfoNCE formulation of the three objectives for this diagnosis only (it
-replaces ``objectives._contrast`` in this process): ``ours`` (two InfoNCEs over the batch's distinct
+sets each objective's ``contrast``): ``ours`` (two InfoNCEs over the batch's distinct
 users and distinct positive items, in-batch negatives), ``merged`` (one InfoNCE over users and items
 together, SELFRec's current SGL), ``all_negatives`` (every user / item of the graph as negatives,
 one term per batch row duplicates included: RecBole-GNN's SGL, after the SGL authors' code).
@@ -48,7 +48,20 @@ def all_negatives_contrast(users1, items1, users2, items2, batch, temperature):
     return side(users1, users2, batch.users) + side(items1, items2, batch.pos_items)
 
 
-CONTRASTS = {"ours": objectives._contrast, "merged": merged_contrast, "all_negatives": all_negatives_contrast}
+CONTRASTS = {"ours": objectives.batch_contrast, "merged": merged_contrast, "all_negatives": all_negatives_contrast}
+
+
+def bpr_pass(task) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
+    """The pass BPR scores, as the task runs it: users [U, D], items [I, D] and, when an objective
+    contrasts layers or perturbs the pass itself (XSimGCL), the per-layer list."""
+    model, graph = task.model, task.graph
+    eps = max((o.main_perturb_eps for o in task.objectives.values()), default=0.0)
+    if eps == 0 and not any(o.needs_layers for o in task.objectives.values()):
+        user_emb, item_emb = model(graph)
+        return user_emb, item_emb, None
+    layers = model.propagate(graph, perturb_eps=eps)
+    user_emb, item_emb = model.split(model.readout(layers))
+    return user_emb, item_emb, layers
 
 
 def main() -> None:
@@ -64,7 +77,6 @@ def main() -> None:
     parser.add_argument("--contrast", choices=sorted(CONTRASTS), default="ours", help="InfoNCE formulation (docstring)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()  # overrides may follow the options
-    objectives._contrast = CONTRASTS[args.contrast]  # this diagnosis only
 
     cfg = compose([f"model={args.model}", f"data={args.data}", f"task.objectives.{args.model}.weight={args.weight}", *args.overrides])
     pl.seed_everything(int(cfg.seed), verbose=False)
@@ -75,6 +87,8 @@ def main() -> None:
     model = instantiate(cfg.model, num_users=graph.num_users, num_items=graph.num_items)
     task = instantiate(cfg.task, model=model, _recursive_=False, _convert_="all")
     task.attach_graph(dm.train_graph)
+    for objective in task.objectives.values():
+        objective.contrast = CONTRASTS[args.contrast]  # Objective.contrast: the InfoNCE formulation
     table = model.input.embedding.weight
     if args.per_side_init:
         with torch.no_grad():
@@ -90,7 +104,7 @@ def main() -> None:
         for step, batch in enumerate(dm.train_dataloader()):
             if step == steps_per_epoch:
                 break
-            user_emb, item_emb, layers = task._bpr_pass(task.graph)
+            user_emb, item_emb, layers = bpr_pass(task)
             u = user_emb[batch.users]
             bpr = bpr_loss((u * item_emb[batch.pos_items]).sum(-1), (u * item_emb[batch.neg_items]).sum(-1))
             ctx = StepContext(model, task.graph, batch, layers, user_emb, item_emb)

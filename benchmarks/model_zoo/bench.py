@@ -4,7 +4,7 @@
 epoch), each model with its configs/model/*.yaml settings (objectives included), through the task's
 own ``training_step`` + backward + Adam step, outside Lightning. Prints a markdown table.
 
-    python experiments/model_zoo/bench.py [--scale 1.0] [--steps 2] [--models gat ngcf]
+    python benchmarks/model_zoo/bench.py [--scale 1.0] [--steps 2] [--models gat ngcf]
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ Adam state), the peak RSS during the timed steps (the peak is reset before them)
 memory (step peak - static), seconds per step, and seconds per epoch = s/step x E/batch (extrapolated from the measured
 steps, not a timed epoch: a full-graph epoch of 20M edges is hours on this machine).
 
-    OMP_NUM_THREADS=1 python experiments/scaling/benchmark.py                     # 1e5 .. 2e7 edges
-    OMP_NUM_THREADS=1 python experiments/scaling/benchmark.py --edges 100000 --steps 2   # quick look
+    OMP_NUM_THREADS=1 python benchmarks/scaling/benchmark.py                     # 1e5 .. 2e7 edges
+    OMP_NUM_THREADS=1 python benchmarks/scaling/benchmark.py --edges 100000 --steps 2   # quick look
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def peak_gib() -> float:
 def worker(edges: int, mode: str, steps: int, batch: int, fanouts: list[int]) -> dict:
     import torch
 
+    from graphrec_lab.data.neighbor_sampling import NeighborSampler
     from graphrec_lab.data.sampling import BPRTrainBatches
     from graphrec_lab.data.train_graph import TrainGraph
     from graphrec_lab.models.gnn.lightgcn import LightGCN
@@ -82,39 +83,44 @@ def worker(edges: int, mode: str, steps: int, batch: int, fanouts: list[int]) ->
 
         gc.collect()
     build_s = time.perf_counter() - t0
-    sizes: list[tuple[int, int]] = []  # (nodes, undirected edges) of each sampled computation graph
-    if task._sampler is not None:
-        sample = task._sampler.sample
-
-        def recording_sample(*args, **kwargs):
-            sub = sample(*args, **kwargs)
-            sizes.append((sub.graph.num_nodes, sub.graph.edge_index.shape[1] // 2))
-            return sub
-
-        task._sampler.sample = recording_sample  # type: ignore[method-assign]
     opt = task.configure_optimizers()  # Adam over every parameter, less the lazily updated ID table
     batches = iter(BPRTrainBatches(users, items, num_users, num_items, batch, seed=0))
     task.on_train_epoch_start()
+    used = []  # the batches, for the sizes of their computation graphs (below, after the measurements)
+    step_times: list[float] = []
 
     def step() -> None:
-        loss = task._training_step(next(batches))
+        t = time.perf_counter()
+        b = next(batches)
+        used.append(b)
+        loss = task.training_step(b, 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         task.on_after_backward()  # lazy_adam: the step's rows of the ID table
         opt.step()
+        step_times.append(time.perf_counter() - t)
 
     build_peak = peak_gib()
     step()  # warm-up (Adam state allocated here)
     release_free_memory()  # so RSS counts live memory, not what the allocator kept from the warm-up
     static = rss_gib()
     reset_peak()
-    t1 = time.perf_counter()
+    step_times.clear()
     for _ in range(steps):
         step()
-    per_step = (time.perf_counter() - t1) / steps
+    per_step = sum(step_times) / steps
+    step_peak = peak_gib()
+    # (nodes, undirected edges) of each step's sampled computation graph, from a second sampler over
+    # the same batches (its own generator: the same distribution as the task's own samples).
+    sizes: list[tuple[int, int]] = []
+    if mode != "full":
+        probe, probe_gen = NeighborSampler(graph, fanouts), torch.Generator().manual_seed(0)
+        for b in used:
+            sub = probe.sample(b.users, b.pos_items, b.neg_items, generator=probe_gen)
+            sizes.append((sub.graph.num_nodes, sub.graph.edge_index.shape[1] // 2))
     return {
         "edges": int(keys.numel()), "users": num_users, "items": num_items, "mode": mode, "build_s": build_s,
-        "build_peak_gib": build_peak, "static_gib": static, "peak_gib": peak_gib(), "s_per_step": per_step,
+        "build_peak_gib": build_peak, "static_gib": static, "peak_gib": step_peak, "s_per_step": per_step,
         "s_per_epoch_extrapolated": per_step * keys.numel() / batch,
         "params_gib": sum(p.numel() for p in model.parameters()) * 4 / 2**30,
         "graph_nodes": sum(n for n, _ in sizes) / len(sizes) if sizes else num_users + num_items,

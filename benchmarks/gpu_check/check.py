@@ -4,8 +4,8 @@ Trains ``--epochs`` epochs per precision through ``run_experiment`` (validation 
 test split evaluated with that checkpoint), and prints seconds per epoch, evaluation seconds, peak GPU
 memory and Recall/NDCG@20, with bf16's speed as a ratio to fp32 measured in the same process.
 
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/gpu_check/check.py            # GPU machine
-    python experiments/gpu_check/check.py --accelerator cpu --data synthetic --epochs 1   # smoke test
+    python benchmarks/gpu_check/check.py            # GPU machine
+    python benchmarks/gpu_check/check.py --accelerator cpu --data synthetic --epochs 1   # smoke test
 
 LightGCN's propagation is a sparse CSR product, which autocast leaves in fp32; bf16 reaches the dense
 parts (the [B, I] score matrix of evaluation, the BPR dot products). The ratio says whether that helps.

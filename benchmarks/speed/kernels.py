@@ -16,8 +16,8 @@
 
 Repetitions alternate between the two sides; the medians and the ratio old / new are printed.
 
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/speed/kernels.py --data gowalla
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/speed/kernels.py --data ml100k
+    python benchmarks/speed/kernels.py --data gowalla
+    python benchmarks/speed/kernels.py --data ml100k
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Setup of the RecBole interpreter (once; the same CPU torch; the recipe and why i
 
 Then, from the repository root:
 
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/recbole_parity/speed_vs_recbole.py \
+    python benchmarks/recbole_parity/speed_vs_recbole.py \
         --recbole-python /tmp/rbvenv/bin/python
 """
 

@@ -6,7 +6,7 @@ batch size, max length and thread count for both. Each encoder is warmed up, the
 Then ``encode_cached`` runs twice on an empty temporary cache: the first call encodes and writes, the
 second must hit the cache with zero transformer forward passes.
 
-    .venv/bin/python experiments/text_encoder_speed/benchmark.py --num-texts 2000 --batch-size 64 --threads 2 --repeats 2
+    .venv/bin/python benchmarks/text_encoder_speed/benchmark.py --num-texts 2000 --batch-size 64 --threads 2 --repeats 2
 """
 
 from __future__ import annotations

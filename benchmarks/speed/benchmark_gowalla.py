@@ -23,12 +23,12 @@ process, on the same data and the same BPR batches:
 
 Run (from the repository root):
 
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/speed/benchmark_gowalla.py \
-        --json experiments/speed/results.json
+    python benchmarks/speed/benchmark_gowalla.py \
+        --json benchmarks/speed/results.json
 
 Smoke test (a minute or two):
 
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/speed/benchmark_gowalla.py \
+    python benchmarks/speed/benchmark_gowalla.py \
         --ours-batches 3 --ref-batches 1 --lightning-batches 4 --breakdown-steps 2 --eval-users 3000 \
         --json /tmp/smoke.json
 """
@@ -53,7 +53,7 @@ import psutil
 import torch
 import torch.nn.functional as F
 
-# Targets the report checks against (see experiments/speed/README.md).
+# Targets the report checks against (see benchmarks/speed/README.md).
 TARGET_TRAIN_SPEEDUP = 20.0  # reference s/batch / ours s/batch >= this
 TARGET_EVAL_OVERHEAD = 1.5  # ours eval s / bare eval s <= this
 TARGET_PEAK_RSS_GB = 4.0  # process peak resident set < this
@@ -168,11 +168,14 @@ def reference_step_loss(ref, edge_index, batch, num_users: int, l2: float) -> to
 
 
 def _update_metrics(evaluator, top, batch) -> None:
-    """The metric part of FullRankingEvaluator.update (after mask and top-k), in its float64 context."""
-    from graphrec_lab.evaluation.evaluator import _default_dtype
-
-    with _default_dtype(torch.float64):
+    """The metric part of FullRankingEvaluator.update (after mask and top-k), in float64 as the
+    evaluator runs it (PyG's metrics keep their states in the default dtype)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
         evaluator.metrics.update(top, batch.target)
+    finally:
+        torch.set_default_dtype(default)
 
 
 # ---------------------------------------------------------------------------------------------- main

@@ -6,7 +6,7 @@ intervals between consecutive ``on_train_batch_end`` calls, so data loading and 
 each with a fresh task, and prints the medians and their ratio. Alternating keeps this VM's drift out
 of the ratio. The direct side reuses the first batches the datamodule yields; the fit draws its own.
 
-    GRAPHREC_DATA_DIR=../shared/datasets python experiments/speed/lightning_overhead.py --data gowalla --rounds 4
+    python benchmarks/speed/lightning_overhead.py --data gowalla --rounds 4
 """
 
 from __future__ import annotations
