@@ -1,4 +1,4 @@
-"""One short GPU check (issue 8): LightGCN on Gowalla on one GPU, fp32 and bf16-mixed.
+"""One short GPU check: LightGCN on Gowalla on one GPU, fp32 and bf16-mixed.
 
 Trains ``--epochs`` epochs per precision through ``run_experiment`` (validation once, at the end; the
 test split evaluated with that checkpoint), and prints seconds per epoch, evaluation seconds, peak GPU

@@ -1,4 +1,4 @@
-"""Training speed against RecBole 1.2.1, in the same session: LightGCN (or BPR-MF) on MovieLens-100K.
+"""Training speed against RecBole 1.2.1, in one process pair run back to back: LightGCN (or BPR-MF) on MovieLens-100K.
 
 Both sides train the same model at the same settings (d=64, 3 layers, Adam 1e-3, batch 2048, L2 1e-4)
 on the same ``u.data`` with the same protocol (all ratings implicit, per-user random 8:1:1 split):

@@ -1,4 +1,4 @@
-"""Scaling benchmark (issue 8): full-graph vs neighbour-sampled LightGCN training on random graphs of
+"""Scaling benchmark: full-graph vs neighbour-sampled LightGCN training on random graphs of
 growing size, peak memory and time per training step.
 
 Each (size, mode) runs in a fresh process (so its peak RSS is its own): build a random bipartite

@@ -3,7 +3,7 @@
 Alternates rounds of (a) ``steps`` direct steps (``training_step`` + backward + Adam, no trainer) and
 (b) a Lightning ``fit`` over ``steps + 1`` batches (no validation, logger, checkpoint or progress bar;
 intervals between consecutive ``on_train_batch_end`` calls, so data loading and every hook count),
-each with a fresh task, and prints the medians and their ratio. Alternating keeps this VM's drift out
+each with a fresh task, and prints the medians and their ratio. Alternating keeps the machine's drift out
 of the ratio. The direct side reuses the first batches the datamodule yields; the fit draws its own.
 
     python benchmarks/speed/lightning_overhead.py --data gowalla --rounds 4
