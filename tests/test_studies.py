@@ -3,6 +3,7 @@ per-cell budgets apply, a rerun resumes, and a tiny 2x2 grid runs end to end."""
 
 from __future__ import annotations
 
+import csv
 import json
 import statistics
 from pathlib import Path
@@ -121,7 +122,9 @@ def test_a_rerun_resumes_after_the_stored_cells(tmp_path):
 
 
 def test_tiny_grid_runs_end_to_end_and_report_only_prints_the_same_table(tmp_path, capsys):
-    path = write(tmp_path / "tiny", grid_study())
+    content = grid_study(curves=True)
+    content["overrides"] = [*TINY, "task.test_curve=true", "trainer.check_val_every_n_epoch=1"]
+    path = write(tmp_path / "tiny", content)
     out = tmp_path / "out"
     main(["study", str(path), "--out", str(out)])
     printed = capsys.readouterr().out
@@ -132,6 +135,10 @@ def test_tiny_grid_runs_end_to_end_and_report_only_prints_the_same_table(tmp_pat
         lr = next(o.split("=")[1] for o in record["overrides"] if o.startswith("task.lr="))
         label = "lr1e-3" if lr == "0.001" else "lr1e-2"
         assert f"| {model} | {label} | 1 | {record['metrics']['test/ndcg@20']:.4f} | 1 | ok |" in printed
+    with open(out / "curves_one.csv", newline="") as fh:  # the test curve of every cell, one check each
+        curves = list(csv.DictReader(fh))
+    assert sorted(r["cell"] for r in curves) == sorted(c.id for c in load_study(path).cells)
+    assert all(float(r["curve/test/ndcg@20"]) >= 0 and r["epoch"] == "1" for r in curves)
     main(["study", str(path), "--out", str(out), "--report-only"])
     assert capsys.readouterr().out == printed
     main(["study", str(path), "--out", str(out)])  # every cell stored: nothing runs again
