@@ -25,6 +25,7 @@ once per seed through ``run_experiment`` under a named budget, and tabulated fro
         label: {dataset: Gowalla, method: LightGCN}                 # the table's leading columns
         overrides: [data=gowalla, model=lightgcn]                   # omitted: reference-only row
         reference: {test/recall@20: 0.1830}                         # the source's numbers
+        source: "Table 4"            # optional: where this row's reference comes from, if not 'source'
         budgets: {paper: [...]}      # optional per-row budget overrides
         note: ...
     grid:                            # ... or a grid: one cell per combination, ids joined by '-'
@@ -54,7 +55,7 @@ SPEC_FILES = ("study.yaml",)
 CELL_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _TOP_KEYS = {"title", "source", "protocol", "notes", "metrics", "significance", "seeds", "overrides", "records",
              "curves", "budgets", "default_budget", "rows", "grid", "reference"}  # fmt: skip
-_ROW_KEYS = {"id", "label", "overrides", "reference", "budgets", "note"}
+_ROW_KEYS = {"id", "label", "overrides", "reference", "source", "budgets", "note"}
 _BUDGET_KEYS = {"description", "overrides", "cells"}
 _METRIC_KEYS = {"label", "digits", "add", "scale", "trained"}
 # Overrides the runner sets itself; a study setting them would break the record lookup.
@@ -96,6 +97,7 @@ class Cell:
     reference: dict[str, float] = field(default_factory=dict)
     budgets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     note: str = ""
+    source: str = ""  # where this cell's reference numbers come from, when not the study's source
 
     @property
     def runnable(self) -> bool:
@@ -377,6 +379,7 @@ def _rows(value: Any, err: _Errors, metrics: Sequence[str], budgets: Mapping[str
         overrides = node.get("overrides")
         cells.append(Cell(
             id=rid, label=label, reference=reference, budgets=row_budgets, note=str(node.get("note", "")),
+            source=str(node.get("source", "")),
             overrides=None if overrides is None else err.overrides(overrides, f"{where}.overrides"),
         ))  # fmt: skip
     return cells

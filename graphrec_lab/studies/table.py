@@ -219,8 +219,9 @@ def render_markdown(result: StudyResult) -> str:
     text = "\n".join(lines) + "\n\n"
     text += f"ours: mean ± std over seeds {' '.join(map(str, result.seeds))}"
     text += "; Δ = ours − ref, Δ % = Δ / ref.\n" if with_ref else ".\n"
-    if notes:
-        text += "\n" + "\n".join(notes) + "\n"
+    sources = [f"- {r.cell.id}: reference from {r.cell.source}" for r in result.results if r.cell.source and r.cell.reference]
+    if notes or sources:
+        text += "\n" + "\n".join([*notes, *sources]) + "\n"
     return text
 
 
