@@ -47,8 +47,10 @@ def info_nce(view1: Tensor, view2: Tensor, temperature: float) -> Tensor:
     return F.cross_entropy(logits, torch.arange(z1.size(0), device=z1.device))
 
 
-def _contrast(users1: Tensor, items1: Tensor, users2: Tensor, items2: Tensor, batch: TrainBatch, temperature: float) -> Tensor:
-    """InfoNCE on the batch's distinct users plus on its distinct positive items (SGL/SimGCL/XSimGCL)."""
+def batch_contrast(users1: Tensor, items1: Tensor, users2: Tensor, items2: Tensor, batch: TrainBatch, temperature: float) -> Tensor:
+    """InfoNCE on the batch's distinct users plus on its distinct positive items (SGL/SimGCL/XSimGCL).
+
+    ``users1``/``users2`` [U, D] and ``items1``/``items2`` [I, D] are two views of every node; returns a scalar."""
     u = torch.unique(batch.users)
     i = torch.unique(batch.pos_items)
     return info_nce(users1[u], users2[u], temperature) + info_nce(items1[i], items2[i], temperature)
@@ -62,6 +64,9 @@ class Objective(nn.Module):
 
     main_perturb_eps: float = 0.0
     needs_layers: bool = False
+    # The contrastive objectives' InfoNCE formulation; an instance may be given another function with
+    # ``batch_contrast``'s signature (benchmarks/model_zoo/ssl_diagnosis.py compares formulations).
+    contrast = staticmethod(batch_contrast)
 
     def bind(self, model: Recommender, graph: TrainGraph) -> None:
         """Called once the model and training graph are known, before the optimizer is built: create
@@ -101,7 +106,7 @@ class SGLContrast(Objective):
         assert self._views is not None
         u1, i1 = ctx.model(self._views[0])
         u2, i2 = ctx.model(self._views[1])
-        return self.weight * _contrast(u1, i1, u2, i2, ctx.batch, self.temperature)
+        return self.weight * self.contrast(u1, i1, u2, i2, ctx.batch, self.temperature)
 
 
 class SimGCLContrast(Objective):
@@ -120,7 +125,7 @@ class SimGCLContrast(Objective):
     def forward(self, ctx: StepContext) -> Tensor:
         u1, i1 = ctx.model(ctx.graph, perturb_eps=self.eps)
         u2, i2 = ctx.model(ctx.graph, perturb_eps=self.eps)
-        return self.weight * _contrast(u1, i1, u2, i2, ctx.batch, self.temperature)
+        return self.weight * self.contrast(u1, i1, u2, i2, ctx.batch, self.temperature)
 
 
 class XSimGCLContrast(Objective):
@@ -146,7 +151,7 @@ class XSimGCLContrast(Objective):
         if ctx.layers is None or len(ctx.layers) <= self.layer:
             raise ValueError(f"XSimGCLContrast needs a graph model with at least {self.layer} layers")
         u2, i2 = torch.split(ctx.layers[self.layer], [ctx.user_emb.size(0), ctx.item_emb.size(0)])
-        return self.weight * _contrast(ctx.user_emb, ctx.item_emb, u2, i2, ctx.batch, self.temperature)
+        return self.weight * self.contrast(ctx.user_emb, ctx.item_emb, u2, i2, ctx.batch, self.temperature)
 
 
 class TextAlignment(Objective):
