@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from graphrec_lab.data.neighbor_sampling import NeighborSampler
 from graphrec_lab.data.sampling import EvalBatch, TrainBatch
-from graphrec_lab.data.train_graph import TrainGraph, operator_cache
+from graphrec_lab.data.train_graph import TrainGraph
+from graphrec_lab.ops.sparse import operator_cache
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
