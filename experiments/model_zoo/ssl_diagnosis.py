@@ -11,7 +11,7 @@ contrastive objective put on the layer-0 embedding table, then each epoch's mean
 The model's knobs are Hydra overrides after the options (e.g. ``data.train_batch_size=256``).
 
 ``--contrast`` swaps the InfoNCE formulation of the three objectives for this diagnosis only (it
-replaces ``objectives._contrast`` in this process): ``ours`` (two InfoNCEs over the batch's distinct
+replaces ``objectives.contrastive._contrast`` in this process): ``ours`` (two InfoNCEs over the batch's distinct
 users and distinct positive items, in-batch negatives), ``merged`` (one InfoNCE over users and items
 together, SELFRec's current SGL), ``all_negatives`` (every user / item of the graph as negatives,
 one term per batch row duplicates included: RecBole-GNN's SGL, after the SGL authors' code).
@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 
 from graphrec_lab.config import compose
 from graphrec_lab.training.losses import bpr_loss
-from graphrec_lab.training import objectives
+from graphrec_lab.training.objectives import contrastive
 from graphrec_lab.training.objectives import StepContext, info_nce
 
 
@@ -48,7 +48,7 @@ def all_negatives_contrast(users1, items1, users2, items2, batch, temperature):
     return side(users1, users2, batch.users) + side(items1, items2, batch.pos_items)
 
 
-CONTRASTS = {"ours": objectives._contrast, "merged": merged_contrast, "all_negatives": all_negatives_contrast}
+CONTRASTS = {"ours": contrastive._contrast, "merged": merged_contrast, "all_negatives": all_negatives_contrast}
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--contrast", choices=sorted(CONTRASTS), default="ours", help="InfoNCE formulation (docstring)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()  # overrides may follow the options
-    objectives._contrast = CONTRASTS[args.contrast]  # this diagnosis only
+    contrastive._contrast = CONTRASTS[args.contrast]  # this diagnosis only
 
     cfg = compose([f"model={args.model}", f"data={args.data}", f"task.objectives.{args.model}.weight={args.weight}", *args.overrides])
     pl.seed_everything(int(cfg.seed), verbose=False)
