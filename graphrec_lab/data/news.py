@@ -48,7 +48,7 @@ from graphrec_lab.data.cache import load_or_build_entry
 from graphrec_lab.data.datamodule import resolve_cache_dir, resolve_data_dir
 from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGraph
 from graphrec_lab.data.sampling import ShardedEvalSampler, distributed_rank_and_world
-from graphrec_lab.data.sources.base import DatasetSource
+from graphrec_lab.data.sources import SOURCES, DatasetSource, ensure_files
 from graphrec_lab.data.sources.mind import NEWS_FIELDS, BehaviorsTable, NewsTable, mind_source, read_behaviors, read_news
 from graphrec_lab.data.text import ItemTextConfig, assemble_texts, item_text_config
 from graphrec_lab.data.train_graph import TrainGraph
@@ -812,8 +812,6 @@ class NewsDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ sources
     def sources(self) -> list[DatasetSource]:
         """The folders read: [train source] or [train source, test source]."""
-        from graphrec_lab.data.sources.base import SOURCES
-
         if self.dataset == "mind-small":
             return [SOURCES["mind-small-train"], SOURCES["mind-small-dev"]]
         if self.dataset == "mind-small-sample":
@@ -835,8 +833,6 @@ class NewsDataModule(pl.LightningDataModule):
             parts["synthetic"] = self.synthetic
             parts["generator_version"] = GENERATOR_VERSION
         else:
-            from graphrec_lab.data.sources import ensure_files
-
             parts["files"] = []
             for source in self.sources():
                 ensure_files(source, self.data_dir, download=self.download)

@@ -68,6 +68,7 @@ from graphrec_lab.data.graph import (
 )
 from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty, deduplicate, per_user_ratio_split
 from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers, NegativeSampler
+from graphrec_lab.data.sources import DatasetSource, resolve_social_source
 from graphrec_lab.data.train_graph import TrainGraph
 
 log = logging.getLogger(__name__)
@@ -435,9 +436,7 @@ class SocialDataModule(InteractionDataModule):
         self._friend_batches: BPRTrainBatches | None = None
 
     # ------------------------------------------------------------------ building the graphs
-    def _source(self):
-        from graphrec_lab.data.sources.social_formats import resolve_social_source
-
+    def _source(self) -> DatasetSource:
         return resolve_social_source(self.dataset)
 
     def _cache_parts(self) -> dict:
