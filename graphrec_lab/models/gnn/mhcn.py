@@ -40,8 +40,6 @@ where a BLAS matmul beats a sparse one), CSR otherwise. Needs a ``data.social.So
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 import torch
