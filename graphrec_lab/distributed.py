@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.environments.lightning import find_free_network_port
 from omegaconf import DictConfig, OmegaConf
 
 from graphrec_lab.config import ConfigError
@@ -101,8 +102,6 @@ def launch_local_ranks(cfg: DictConfig, overrides: list[str] | None = None) -> I
             f"trainer.num_nodes={num_nodes}: start every node with torchrun or SLURM (README, 'Multi-GPU and "
             "multi-node'); graphrec_lab launches the processes of one node only"
         )
-    from lightning.fabric.plugins.environments.lightning import find_free_network_port
-
     run_id = new_run_id()
     config_path = Path(str(cfg.paths.root)) / "ddp" / f"{run_id}.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
