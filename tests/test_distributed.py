@@ -141,11 +141,11 @@ def _load(path: Path) -> dict:
 
 
 def test_ddp_module_refuses_to_run_outside_a_launch(monkeypatch, tmp_path):
-    from graphrec_lab import distributed
+    from graphrec_lab import rank
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     with pytest.raises(SystemExit, match="LOCAL_RANK unset"):
-        distributed.main([str(tmp_path / "x.yaml")])
+        rank.main([str(tmp_path / "x.yaml")])
 
 
 @pytest.mark.slow

@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="repetitions per side (default: 15 Gowalla, 200 ml100k)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from graphrec_lab.data.train_graph import BlockAdjacency, propagate_layer_mean, symmetric_spmm
+    from graphrec_lab.ops.sparse import BlockAdjacency, propagate_layer_mean, symmetric_spmm
 
     reps = args.reps or (15 if args.data == "gowalla" else 200)
     graph = load_graph(args.data, args.data_dir, args.cache_dir)

@@ -16,6 +16,7 @@ from typing import Any
 from graphrec_lab.reporting.report import ReportError, Table, config_value
 from graphrec_lab.reporting.significance import PairedTest
 from graphrec_lab.reporting.tables import mean_std
+from graphrec_lab.tracking.wandb import resolve_mode
 
 TABLE_KEY = "report/table"
 PLOT_KEY_PREFIX = "report/plot/"
@@ -81,7 +82,6 @@ def push_report(
     """
     import wandb
 
-    from graphrec_lab.tracking.wandb import resolve_mode
 
     records = [r for r in records if r.get("group") == group] or records
     project = _common(records, "config.logger.wandb.project") or "graphrec_lab"

@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graphrec_lab.reporting.report import config_value, load_records
+from graphrec_lab.reporting.significance import format_p, paired_test
+from graphrec_lab.reporting.tables import mean_std
 from graphrec_lab.studies.spec import Budget, Cell, Metric, Study
+from graphrec_lab.sweeps.export import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,6 @@ def comparable(overrides: Sequence[str]) -> list[str]:
 
 def read_records(study: Study, store: Path) -> list[dict[str, Any]]:
     """The committed records, then the output store's."""
-    from graphrec_lab.reporting.report import load_records
 
     return load_records([*study.records, *([store] if store.is_file() else [])])
 
@@ -123,7 +126,6 @@ def epochs_trained(record: Mapping[str, Any]) -> float:
     epoch short: optimizer steps (the CSV log's last step) over steps per epoch (one batch per
     ``data.train_batch_size`` training interactions). The record's whole-epoch count when the run
     has no CSV log here or the numbers do not fit together."""
-    from graphrec_lab.reporting.report import config_value
 
     epochs = float(record["metrics"].get("epochs", math.nan))
     csv_dir = (record.get("paths") or {}).get("csvlogger_dir")
@@ -182,8 +184,6 @@ def render_markdown(result: StudyResult) -> str:
     """The table: label columns, n, per metric ours (mean ± std over seeds) and, where the study has
     reference numbers, the reference, Δ and Δ %; a paired t-test column against the significance
     baseline; the status. Then one note per distinct reason."""
-    from graphrec_lab.reporting.significance import format_p, paired_test
-    from graphrec_lab.reporting.tables import mean_std
 
     study = result.study
     columns = study.columns or ["cell"]
@@ -246,7 +246,6 @@ def render_report(result: StudyResult) -> str:
 
 def write_report(result: StudyResult, path: str | Path | None = None) -> Path:
     """Write ``render_report`` atomically to ``path`` (default ``<store dir>/study-<budget>.md``)."""
-    from graphrec_lab.sweeps.export import atomic_write_text
 
     target = Path(path) if path is not None else result.store.parent / f"study-{result.budget.name}.md"
     atomic_write_text(target, render_report(result))

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from graphrec_lab.data.train_graph import BlockAdjacency, TrainGraph, block_adjacency, propagate_layer_mean, symmetric_spmm
+from graphrec_lab.data.train_graph import TrainGraph
+from graphrec_lab.ops.sparse import BlockAdjacency, block_adjacency, propagate_layer_mean, symmetric_spmm
 
 # 3 users, 4 items. Item 3 (node 6) has no edge: a zero-degree node.
 USERS = torch.tensor([0, 0, 1, 2, 2, 2])
