@@ -70,7 +70,7 @@ _add(DatasetSource(
 ))
 
 # The LightGCN paper's other two splits, in gowalla's text format (train.txt/test.txt + id lists).
-# Not in ../shared/datasets, so no checksums are pinned: present files are read as they are.
+# No reference copy was checksummed, so no checksums are pinned: present files are read as they are.
 for _name, _raw, _url in (
     ("yelp2018", "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data/yelp2018",
      "https://github.com/gusye1234/LightGCN-PyTorch/tree/master/data/yelp2018"),
@@ -84,7 +84,7 @@ for _name, _raw, _url in (
 del _name, _raw, _url
 
 # -------------------------------------------------------------------------------- text (UniSRec)
-# UniSRec's "Industrial and Scientific" (Amazon 2018), as in ../shared/datasets/amazon-scientific.
+# UniSRec's "Industrial and Scientific" (Amazon 2018), as in $GRAPHREC_DATA_DIR/amazon-scientific.
 _add(unisrec_source(
     "Scientific",
     dirname="amazon-scientific",
@@ -101,7 +101,7 @@ _add(unisrec_source(
 
 
 # ------------------------------------------------------------ social (interactions + user-user ties)
-# The sha256 values are those of the copies in ../shared/datasets (each said to be byte-identical to a
+# The sha256 values are those of the reference copies of these releases (each said to be byte-identical to a
 # public copy); a download that differs fails verification with a clear error rather than silently
 # changing the data.
 _add(DatasetSource(
@@ -149,7 +149,7 @@ _add(diffnet_source(
 # MIND-small as the release unpacks it; the folder names are the zips' names (a common layout).
 _add(mind_source("mind-small-train", "MINDsmall_train", "MINDsmall_train.zip"))
 _add(mind_source("mind-small-dev", "MINDsmall_dev", "MINDsmall_dev.zip"))
-# ../shared/datasets/mind-small-sample: 2,000 articles and 5,000 impressions sampled independently
+# $GRAPHREC_DATA_DIR/mind-small-sample: 2,000 articles and 5,000 impressions sampled independently
 # from MIND-small (so most referenced articles have no row in news.tsv). No download.
 _add(
     mind_source(

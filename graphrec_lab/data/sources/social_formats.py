@@ -18,7 +18,7 @@ Three formats:
   ``user_artists.dat`` (userID, artistID, weight), ``user_friends.dat`` (userID, friendID),
   ``artists.dat`` (id, name, url, pictureURL: the name becomes the item text). Users and artists are
   renumbered densely in increasing raw-id order; ``user_tokens``/``item_tokens`` keep the raw ids.
-  ``drop_users`` (default ``(1,)``) removes users from both files: the copy in ``../shared/datasets``
+  ``drop_users`` (default ``(1,)``) removes users from both files: the copy in ``$GRAPHREC_DATA_DIR``
   carries a foreign user ``1`` (10 listening rows, one friend row; the original ids are 2..2100).
   Text files are read as UTF-8 and fall back to Latin-1 (HetRec's ``tags.dat`` is Latin-1; the
   tag-assignment files are missing from that copy, so tags are not read at all).
