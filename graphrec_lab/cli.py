@@ -11,6 +11,8 @@
                                                  a paper's table (experiments/<name>/paper.yaml)
                                                  beside ours, with absolute and relative deltas
     graphrec-lab data ml100k [overrides]         parse, split and cache a dataset; print its stats
+    graphrec-lab audit <run dir> [--nonmembers test|random] [--shadow N] [--max-pairs N] [--json]
+                                                 membership-inference audit of a finished run
 """
 
 from __future__ import annotations
@@ -209,6 +211,10 @@ def main(argv: list[str] | None = None) -> None:
             _report(rest)
         elif command == "reproduce":
             _reproduce(rest)
+        elif command == "audit":
+            from graphrec_lab.privacy.audit import cli_main
+
+            cli_main(rest)
         else:
             raise SystemExit(f"unknown command {command!r}\n{USAGE}")
     except USER_ERRORS as exc:
