@@ -135,6 +135,8 @@ def attack_metrics(labels: np.ndarray, signal: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score, roc_curve
 
     labels, signal = np.asarray(labels), np.asarray(signal, dtype=np.float64)
+    if not np.isfinite(signal).all():
+        raise AuditError(f"{int((~np.isfinite(signal)).sum())} membership scores are NaN or infinite (a diverged model?)")
     fpr, tpr, _ = roc_curve(labels, signal)
     out = {"auc": float(roc_auc_score(labels, signal))}
     for target in LOW_FPRS:

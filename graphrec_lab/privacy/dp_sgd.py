@@ -102,9 +102,10 @@ def per_example_clipped_grads(
     g_u = -w * (ei - ej) + l2_reg * eu
     g_i = -w * eu + l2_reg * ei
     g_j = w * eu + l2_reg * ej
-    same = (pos == neg).to(eu.dtype)
-    sq = g_u.pow(2).sum(-1) + g_i.pow(2).sum(-1) + g_j.pow(2).sum(-1) + 2 * same * (g_i * g_j).sum(-1)
-    norm = sq.sqrt()
+    # i == j puts g_i + g_j on one row; its norm is computed directly (expanding the square cancels
+    # to a tiny, possibly negative, number).
+    items_sq = torch.where(pos == neg, (g_i + g_j).pow(2).sum(-1), g_i.pow(2).sum(-1) + g_j.pow(2).sum(-1))
+    norm = (g_u.pow(2).sum(-1) + items_sq).sqrt()
     factor = (max_grad_norm / (norm + 1e-6)).clamp(max=1.0)[:, None]  # Opacus's clipping factor
     grad_u = torch.zeros_like(user_w).index_add_(0, users, factor * g_u)
     grad_i = torch.zeros_like(item_w).index_add_(0, pos, factor * g_i).index_add_(0, neg, factor * g_j)
