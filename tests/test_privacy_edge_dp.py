@@ -196,3 +196,51 @@ def test_social_data_module_refuses_edge_dp():
 
     with pytest.raises(ValueError, match=r"data\.privacy\.edge_dp: SocialDataModule"):
         SocialDataModule(dataset="hetrec2011-lastfm-2k", privacy={"edge_dp": {"mechanism": "rr", "epsilon": 1.0}})
+
+
+def test_pair_index_round_trips():
+    from graphrec_lab.privacy.edge_dp import _pair_from_index, _pair_index
+
+    for n in (2, 3, 7, 50):
+        i, j = np.triu_indices(n, k=1)
+        t = _pair_index(i, j, n)
+        assert np.array_equal(t, np.arange(n * (n - 1) // 2))
+        a, b = _pair_from_index(t, n)
+        assert np.array_equal(a, i) and np.array_equal(b, j)
+    n = 3_000_000  # 4.5e12 pairs: the float square root is corrected to the exact row
+    t = np.array([0, 1, n - 2, n - 1, n * (n - 1) // 2 - 1, 123_456_789_012])
+    a, b = _pair_from_index(t, n)
+    assert np.array_equal(_pair_index(a, b, n), t) and np.all(a < b) and np.all(b < n)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_tie_release_flips_pairs_at_the_closed_form_rate(symmetric):
+    from graphrec_lab.privacy.edge_dp import release_ties
+
+    n = 12
+    rng = np.random.default_rng(0)
+    pairs = {(int(a), int(b)) for a, b in rng.integers(0, n, (40, 2)) if a != b}
+    if symmetric:
+        pairs = {(min(a, b), max(a, b)) for a, b in pairs}
+        edges = torch.tensor([[a for a, b in pairs] + [b for a, b in pairs], [b for a, b in pairs] + [a for a, b in pairs]])
+        cells = n * (n - 1) // 2
+    else:
+        edges = torch.tensor([[a for a, b in pairs], [b for a, b in pairs]])
+        cells = n * (n - 1)
+    eps, draws = 1.0, 300
+    kept = added = 0
+    for seed in range(draws):
+        out, report = release_ties(edges, n, EdgeDPConfig("rr", eps, seed=seed), symmetric=symmetric)
+        assert not bool((out[0] == out[1]).any())
+        got = set(zip(out[0].tolist(), out[1].tolist()))
+        if symmetric:
+            assert all((b, a) in got for a, b in got)  # both directions
+            got = {(a, b) for a, b in got if a < b}
+        kept += len(got & pairs)
+        added += len(got - pairs)
+    flip = 1.0 / (1.0 + math.exp(eps))
+    n_edges, n_free = draws * len(pairs), draws * (cells - len(pairs))
+    assert abs(kept - n_edges * (1 - flip)) < 5 * math.sqrt(n_edges * flip * (1 - flip))
+    assert abs(added - n_free * flip) < 5 * math.sqrt(n_free * flip * (1 - flip))
+    same, _ = release_ties(edges, n, EdgeDPConfig("rr", math.inf), symmetric=symmetric)
+    assert same is edges

@@ -251,24 +251,12 @@ def _lapgraph(keys: np.ndarray, total: int, cfg: EdgeDPConfig, rng: np.random.Ge
     return np.sort(np.concatenate([kept, added])), report
 
 
-def release_bipartite(
-    users: Tensor, items: Tensor, num_users: int, num_items: int, cfg: EdgeDPConfig
-) -> ReleasedEdges:
-    """Release the training edges ``users``/``items`` [E] of a ``num_users x num_items`` graph.
-
-    Disabled (``mechanism: none`` or ``epsilon: inf``): the input tensors are returned as they are.
-    Otherwise the released edges come back sorted by (user, item), deduplicated, as int64 tensors.
-    """
+def release_keys(keys: np.ndarray, total: int, cfg: EdgeDPConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """Release a set of cells of a universe of ``total`` cells: ``keys`` [E] sorted, distinct, in
+    ``[0, total)``. Returns the released cells (sorted) and what the release did."""
     report: dict[str, Any] = {"mechanism": cfg.mechanism, "epsilon": cfg.epsilon, "seed": cfg.seed}
-    if not cfg.enabled:
-        report.update(edges_in=int(users.numel()), edges_out=int(users.numel()))
-        return ReleasedEdges(users, items, report)
-    if num_users <= 0 or num_items <= 0:
-        raise EdgeDPError(f"{CONFIG_KEY}: empty graph ({num_users} users, {num_items} items)")
     # A stream of its own: seeding with (seed, tag) keeps it apart from splits and samplers.
     rng = np.random.default_rng([cfg.seed, 0xED6E])
-    keys = _unique_keys(users, items, num_items)
-    total = num_users * num_items
     if cfg.mechanism == "rr":
         keep, add = rr_probabilities(cfg.epsilon)
         out, extra = _flip(keys, total, keep, add, cfg, rng)
@@ -282,8 +270,73 @@ def release_bipartite(
     else:
         out, extra = _lapgraph(keys, total, cfg, rng)
     report.update(extra, edges_in=int(keys.size), edges_out=int(out.size))
+    return out, report
+
+
+def release_bipartite(
+    users: Tensor, items: Tensor, num_users: int, num_items: int, cfg: EdgeDPConfig
+) -> ReleasedEdges:
+    """Release the training edges ``users``/``items`` [E] of a ``num_users x num_items`` graph.
+
+    Disabled (``mechanism: none`` or ``epsilon: inf``): the input tensors are returned as they are.
+    Otherwise the released edges come back sorted by (user, item), deduplicated, as int64 tensors.
+    """
+    if not cfg.enabled:
+        report = {"mechanism": cfg.mechanism, "epsilon": cfg.epsilon, "seed": cfg.seed}
+        report.update(edges_in=int(users.numel()), edges_out=int(users.numel()))
+        return ReleasedEdges(users, items, report)
+    if num_users <= 0 or num_items <= 0:
+        raise EdgeDPError(f"{CONFIG_KEY}: empty graph ({num_users} users, {num_items} items)")
+    out, report = release_keys(_unique_keys(users, items, num_items), num_users * num_items, cfg)
     out_t = torch.from_numpy(out)
     return ReleasedEdges(out_t // num_items, out_t % num_items, report)
+
+
+def release_ties(edges: Tensor, num_nodes: int, cfg: EdgeDPConfig, symmetric: bool = True) -> tuple[Tensor, dict[str, Any]]:
+    """Release user-user ties ``edges`` [2, S] among ``num_nodes`` users (no self-ties).
+
+    ``symmetric``: the ties are undirected and ``edges`` holds both directions; the mechanism runs
+    on the ``n (n - 1) / 2`` unordered pairs (one tie, one bit) and the result holds both
+    directions again. Otherwise each of the ``n (n - 1)`` ordered pairs is one bit. Disabled
+    releases return ``edges`` itself.
+    """
+    report: dict[str, Any] = {"mechanism": cfg.mechanism, "epsilon": cfg.epsilon, "seed": cfg.seed}
+    if not cfg.enabled:
+        report.update(edges_in=int(edges.shape[1]), edges_out=int(edges.shape[1]))
+        return edges, report
+    n = int(num_nodes)
+    src, dst = (t.to(torch.int64).cpu().numpy() for t in edges)
+    if np.any(src == dst):
+        raise EdgeDPError(f"{CONFIG_KEY}: the ties contain self-loops")
+    if symmetric:
+        i, j = np.minimum(src, dst), np.maximum(src, dst)
+        keys = np.unique(_pair_index(i, j, n))
+        out, report = release_keys(keys, n * (n - 1) // 2, cfg)
+        a, b = _pair_from_index(out, n)
+        result = torch.from_numpy(np.stack([np.concatenate([a, b]), np.concatenate([b, a])]))
+    else:
+        keys = np.unique(src * (n - 1) + np.where(dst < src, dst, dst - 1))  # the diagonal left out
+        out, report = release_keys(keys, n * (n - 1), cfg)
+        a, r = out // (n - 1), out % (n - 1)
+        result = torch.from_numpy(np.stack([a, np.where(r < a, r, r + 1)]))
+    return result, report
+
+
+def _pair_index(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """Index of the unordered pair ``i < j`` among the ``n (n - 1) / 2`` pairs, row by row."""
+    return i * n - i * (i + 1) // 2 + (j - i - 1)
+
+
+def _pair_from_index(t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of ``_pair_index``: the row from the quadratic formula, corrected for rounding."""
+    t = t.astype(np.int64)
+    b = 2 * n - 1
+    i = np.floor((b - np.sqrt(np.maximum(b * b - 8.0 * t, 0.0))) / 2).astype(np.int64)
+    i = np.clip(i, 0, n - 2)
+    start = lambda r: r * n - r * (r + 1) // 2  # noqa: E731  first index of row r
+    i = np.where(start(i) > t, i - 1, i)
+    i = np.where(start(i + 1) <= t, i + 1, i)
+    return i, t - start(i) + i + 1
 
 
 def config_dict(cfg: EdgeDPConfig) -> dict[str, Any]:
