@@ -58,6 +58,7 @@ def test_audit_of_an_overfit_model_is_far_above_chance(overfit_run):
     report = audit_run(overfit_run, shadow=1)
     threshold = report["threshold"]
     assert threshold["n_members"] == threshold["n_nonmembers"] > 50
+    assert threshold["fpr_resolution"] == 1.0 / threshold["n_nonmembers"]
     assert threshold["score"]["auc"] > 0.9
     assert threshold["score"]["tpr@0.01fpr"] > 0.5
     assert report["shadow"]["auc"] > 0.9

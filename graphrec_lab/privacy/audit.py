@@ -193,7 +193,9 @@ def threshold_attack(
     users, items, labels = membership_pairs(run.graph, nonmembers, max_pairs, rng)
     user_emb, item_emb = embeddings(run.model, run.datamodule.train_graph)
     signals = pair_signals(user_emb, item_emb, users, items)
-    out: dict[str, Any] = {"n_members": int(labels.sum()), "n_nonmembers": int((1 - labels).sum())}
+    n_non = int((1 - labels).sum())
+    # TPR at an FPR below 1 / n_nonmembers is the TPR at zero false positives.
+    out: dict[str, Any] = {"n_members": int(labels.sum()), "n_nonmembers": n_non, "fpr_resolution": 1.0 / n_non}
     for name in SIGNALS:
         out[name] = attack_metrics(labels, signals[name].numpy())
     return out
@@ -320,7 +322,8 @@ def format_audit(report: dict[str, Any]) -> str:
     n = report["threshold"]
     lines = [
         f"membership inference on {report['run_dir']} (members: training interactions, non-members: "
-        f"{report['nonmembers']}; {n['n_members']} + {n['n_nonmembers']} pairs)",
+        f"{report['nonmembers']}; {n['n_members']} + {n['n_nonmembers']} pairs; smallest resolvable FPR "
+        f"{n['fpr_resolution']:.2g})",
         f"{'attack':<18}  {'AUC':>6}  {'TPR@1%FPR':>9}  {'TPR@0.1%FPR':>11}",
     ]
     for name, m in rows:
