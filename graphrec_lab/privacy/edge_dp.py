@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -337,8 +337,3 @@ def _pair_from_index(t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     i = np.where(start(i) > t, i - 1, i)
     i = np.where(start(i + 1) <= t, i + 1, i)
     return i, t - start(i) + i + 1
-
-
-def config_dict(cfg: EdgeDPConfig) -> dict[str, Any]:
-    """The settings as a plain dict (for records and logs)."""
-    return asdict(cfg)
