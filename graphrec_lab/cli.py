@@ -12,6 +12,8 @@
                                                  a study's table (experiments/<name>/study.yaml),
                                                  resumed after stored cells; ``reproduce`` is an alias
     graphrec-lab data ml100k [overrides]         parse, split and cache a dataset; print its stats
+    graphrec-lab audit <run dir> [--nonmembers test|random] [--shadow N] [--max-pairs N] [--json]
+                                                 membership-inference audit of a finished run
 """
 
 from __future__ import annotations
@@ -221,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
             _report(rest)
         elif command in ("study", "reproduce"):
             _study(rest, command)
+        elif command == "audit":
+            from graphrec_lab.privacy.audit import cli_main
+
+            cli_main(rest)
         else:
             raise SystemExit(f"unknown command {command!r}\n{USAGE}")
     except USER_ERRORS as exc:

@@ -26,12 +26,12 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 # prefix; the bare package name matches only graphrec_lab/__init__.py (the public facade).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("graphrec_lab", "graphrec_lab.__main__", "graphrec_lab.cli")),
-    ("studies", ("graphrec_lab.studies", "graphrec_lab.sweeps", "graphrec_lab.reporting")),
+    ("studies", ("graphrec_lab.studies", "graphrec_lab.sweeps", "graphrec_lab.reporting", "graphrec_lab.privacy.audit")),
     ("experiment", ("graphrec_lab.experiment", "graphrec_lab.build", "graphrec_lab.distributed", "graphrec_lab.rank")),
-    ("training", ("graphrec_lab.training",)),
+    ("training", ("graphrec_lab.training", "graphrec_lab.privacy.dp_sgd")),
     ("models", ("graphrec_lab.models",)),
     ("ops", ("graphrec_lab.ops",)),
-    ("data", ("graphrec_lab.data", "graphrec_lab.evaluation")),
+    ("data", ("graphrec_lab.data", "graphrec_lab.evaluation", "graphrec_lab.privacy", "graphrec_lab.privacy.edge_dp")),
     ("utilities", ("graphrec_lab.tracking", "graphrec_lab.config")),
 )
 
