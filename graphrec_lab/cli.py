@@ -179,13 +179,28 @@ def _split(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
+DATA_USAGE = "usage: graphrec-lab data <data config, e.g. ml100k> [overrides]   parse, split and cache a dataset; print its stats"
+
+
 def _data(args: list[str]) -> None:
-    if not args:
-        raise SystemExit("usage: graphrec-lab data <data config, e.g. ml100k> [overrides]")
+    if not args or args[0].startswith("-"):
+        if args and args[0] in ("-h", "--help"):
+            print(DATA_USAGE)
+            return
+        raise SystemExit(DATA_USAGE)
     from hydra.utils import instantiate
 
-    cfg = compose([f"data={args[0]}", *args[1:]])
-    dm = instantiate(cfg.data)
+    from graphrec_lab.config import validate_config
+
+    from hydra.errors import HydraException
+
+    try:
+        cfg = compose([f"data={args[0]}", *args[1:]])
+    except HydraException as exc:  # no such data config, a malformed override
+        options = sorted(p.stem for p in (config_dir() / "data").glob("*.yaml"))
+        raise ConfigError(f"data {' '.join(args)}: {str(exc).splitlines()[0]} (data configs: {', '.join(options)})") from None
+    validate_config(cfg)  # the same check as `run`: a bad key or value stops before any parsing
+    dm = instantiate(cfg.data, _convert_="all")
     graph = dm.load_graph()
     print(f"{graph.name}: {graph.stats()} split hash {graph.content_hash()}")
 

@@ -11,6 +11,7 @@ from graphrec_lab.data.sources.base import (
     DataFormatError,
     DatasetNotFoundError,
     DatasetSource,
+    UnknownDatasetError,
     get_source,
 )
 from graphrec_lab.data.sources.download import ensure_files, file_sha256
@@ -77,6 +78,7 @@ def resolve_source(dataset: str) -> DatasetSource:
 __all__ = [
     "SOURCES",
     "UNISREC_URL",
+    "UnknownDatasetError",
     "DataFormatError",
     "DatasetNotFoundError",
     "DatasetSource",

@@ -28,10 +28,34 @@ class DatasetNotFoundError(FileNotFoundError):
     """Files a dataset needs are absent and could not be downloaded."""
 
 
+class UnknownDatasetError(DatasetNotFoundError, KeyError):
+    """``data.dataset`` names no registered source and has no ``recbole:``/``unisrec:`` prefix."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def format_error(path: str | Path, line: int | None, message: str) -> DataFormatError:
     """Build a ``DataFormatError`` with the ``path:line: `` prefix of the contract."""
     where = f"{path}:{line}" if line is not None else f"{path}"
     return DataFormatError(f"{where}: {message}")
+
+
+def read_text_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file (a leading byte-order mark dropped, as editors on Windows write
+    one); undecodable bytes raise ``DataFormatError`` naming the file, line and column."""
+    data = Path(path).read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - line_start + 1
+        raise format_error(
+            path, line, f"column {column}: byte 0x{data[exc.start]:02x} is not valid UTF-8 ({exc.reason}); save the file as UTF-8"
+        ) from None
 
 
 def not_found_error(
@@ -97,14 +121,16 @@ SOURCES: dict[str, DatasetSource] = {}
 
 
 def get_source(name: str) -> DatasetSource:
-    """The registered source called ``name``; unknown names raise ``KeyError`` listing the known ones."""
+    """The registered source called ``name``; an unknown name raises ``UnknownDatasetError`` (a
+    ``KeyError``) listing the known ones and the prefixes for ad-hoc folders."""
     try:
         return SOURCES[name]
     except KeyError:
         known = ", ".join(sorted(SOURCES))
-        raise KeyError(
-            f"unknown dataset source {name!r}; known: {known}. For RecBole atomic files use "
-            "graphrec_lab.data.sources.recbole_atomic.recbole_source(name)"
+        raise UnknownDatasetError(
+            f"data.dataset={name!r}: unknown dataset; registered: synthetic, {known}. For a folder of "
+            f"RecBole atomic files <data_dir>/{name}/{name}.inter use data.dataset=recbole:{name}; for "
+            f"UniSRec files <data_dir>/{name}/{name}.* use data.dataset=unisrec:{name}"
         ) from None
 
 
