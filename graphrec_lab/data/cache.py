@@ -16,6 +16,7 @@ memory with a warning naming the directory.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -32,6 +33,9 @@ T = TypeVar("T")
 
 # Bump when the processed format or the preprocessing code changes meaning.
 CACHE_FORMAT = 1
+# A cache directory that cannot be written (read-only share, no permission, a file in the way):
+# the run goes on without caching.
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
 HASHES_KEY = "files"  # meta.json: {file name: sha256} of the entry's files
 
 
@@ -114,7 +118,9 @@ def load_or_build_entry(
     obj = build()
     try:
         _write_entry(obj, entry, name, key, parts, filename, meta, replace=stale)
-    except OSError as exc:  # read-only cache directory, no permission, disk full
+    except OSError as exc:
+        if exc.errno not in _UNWRITABLE:
+            raise  # e.g. disk full: a real fault, not a read-only cache
         log.warning(
             "processed cache directory %s cannot be written (%s): the data is built in memory and not "
             "cached; set data.cache_dir (or GRAPHREC_CACHE_DIR) to a writable folder, or none", entry.parent, exc,
