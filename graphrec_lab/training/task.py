@@ -222,10 +222,10 @@ class RecommendationTask(TextAdapterCheckpoints):
             return loss
         where = f"epoch {self.current_epoch}, step {batch_idx} of the epoch (global step {self.global_step})"
         if self.nonfinite_loss == "skip":
-            warnings.warn(f"non-finite training loss ({float(loss)}) at {where}: batch skipped (task.nonfinite_loss=skip)")
+            warnings.warn(f"non-finite training loss ({float(loss.detach())}) at {where}: batch skipped (task.nonfinite_loss=skip)")
             return None
         raise NonFiniteLossError(
-            f"non-finite training loss ({float(loss)}) at {where}; check task.lr and the data, or set "
+            f"non-finite training loss ({float(loss.detach())}) at {where}; check task.lr and the data, or set "
             "task.nonfinite_loss=skip to skip such batches"
         )
 
