@@ -122,7 +122,8 @@ def _run(
     t_fit = time.perf_counter()
     ckpt_path: str | None = None
     if cfg.get("ckpt_path"):  # readable, and saved by this model on this data (else: what differs)
-        check_checkpoint(str(cfg.ckpt_path), resolved, task.state_dict())
+        sizes = {"num_users": graph.num_users, "num_items": graph.num_items}
+        check_checkpoint(str(cfg.ckpt_path), resolved, task.state_dict(), sizes)
     if model.trainable and cfg.fit:
         # ckpt_path with fit=true resumes training from that checkpoint (optimizer and epoch included).
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)

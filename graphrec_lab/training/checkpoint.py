@@ -23,7 +23,7 @@ CHECKPOINT_KEY = "graphrec_lab"
 # What must agree between the checkpoint's run and this one for its weights to mean the same thing:
 # dotted config keys (the model, the dataset and its preprocessing, the sizes of the layers).
 COMPARED_KEYS = (
-    "model._target_", "model.embedding_dim", "model.num_layers", "data.dataset", "data.split",
+    "model._target_", "model.embedding_dim", "model.num_layers", "data.dataset", "data.synthetic", "data.split",
     "data.ratios", "data.split_seed", "data.val_fraction", "data.user_core", "data.item_core",
 )
 
@@ -44,10 +44,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        unsupported = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
+        if unsupported:  # a pickle of arbitrary objects: refused, and nothing of it is run
+            raise CheckpointError(
+                f"{where}: not a graphrec_lab checkpoint: it holds objects other than tensors and plain "
+                f"containers, which are not loaded ({unsupported[0][:200]})"
+            ) from None
+        reason = next((ln.strip() for ln in str(exc).splitlines() if "Unpickler error" in ln), type(exc).__name__)
         raise CheckpointError(
-            f"{where}: not a graphrec_lab checkpoint: it holds objects other than tensors and plain "
-            f"containers, which are not loaded ({first[:200]})"
+            f"{where}: not a readable PyTorch checkpoint (truncated, corrupt or another kind of file; "
+            f"{path.stat().st_size} bytes): {reason[:200]}"
         ) from None
     except (EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile, AttributeError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -68,11 +74,14 @@ def _get(tree: Any, dotted: str) -> Any:
     return tree
 
 
-def checkpoint_differences(ckpt: dict[str, Any], config: dict[str, Any], state: dict[str, torch.Tensor]) -> list[str]:
+def checkpoint_differences(
+    ckpt: dict[str, Any], config: dict[str, Any], state: dict[str, torch.Tensor], sizes: dict[str, int] | None = None
+) -> list[str]:
     """What differs between the checkpoint's run and this one: ``COMPARED_KEYS`` of the saved config
     (checkpoints saved with it) and every parameter whose name or shape differs (all checkpoints).
 
-    ``config``: this run's resolved config; ``state``: this run's task ``state_dict()``."""
+    ``config``: this run's resolved config; ``state``: this run's task ``state_dict()``; ``sizes``:
+    this run's ``num_users``/``num_items``."""
     diffs: list[str] = []
     saved = ckpt.get(CHECKPOINT_KEY) or {}
     saved_cfg = saved.get("config")
@@ -81,6 +90,9 @@ def checkpoint_differences(ckpt: dict[str, Any], config: dict[str, Any], state: 
             a, b = _get(saved_cfg, key), _get(config, key)
             if a != b:
                 diffs.append(f"{key}: checkpoint {a!r}, this run {b!r}")
+    for key, value in (sizes or {}).items():
+        if key in saved and saved[key] != value:
+            diffs.append(f"{key}: checkpoint {saved[key]}, this run {value}")
     weights = ckpt["state_dict"]
     for name, tensor in state.items():
         if name not in weights:
@@ -95,10 +107,12 @@ def checkpoint_differences(ckpt: dict[str, Any], config: dict[str, Any], state: 
     return diffs
 
 
-def check_checkpoint(path: str | Path, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+def check_checkpoint(
+    path: str | Path, config: dict[str, Any], state: dict[str, torch.Tensor], sizes: dict[str, int] | None = None
+) -> None:
     """Raise ``CheckpointError`` unless ``path`` is a readable checkpoint of this run's model and data."""
     ckpt = read_checkpoint(path)
-    diffs = checkpoint_differences(ckpt, config, state)
+    diffs = checkpoint_differences(ckpt, config, state, sizes)
     if diffs:
         raise CheckpointError(
             f"ckpt_path={str(path)!r} was saved by a different run: " + "; ".join(diffs[:8])

@@ -302,6 +302,9 @@ class RecommendationTask(TextAdapterCheckpoints):
         return loss
 
     def on_train_start(self) -> None:
+        # A resumed fit may start inside an epoch (last.ckpt is saved at validation), where
+        # on_train_epoch_start does not run for that epoch.
+        self._train_sums = torch.zeros(3 + len(self.objectives), device=self.device)
         self._refresh_text()
 
     def _refresh_text(self) -> None:
