@@ -51,20 +51,26 @@ def run_experiment(
     ResultStore(cfg.paths.results).check_writable()
     # DDP & co.: ranks 1.. are started here with this exact config (graphrec_lab.distributed).
     with launch_local_ranks(cfg, overrides) as run_id:
+        started: dict[str, Any] = {}  # set by _run once training or evaluation has begun
         try:
-            return _run(cfg, overrides, extra_callbacks, run_id, t_start)
+            return _run(cfg, overrides, extra_callbacks, run_id, t_start, started)
         except Exception as exc:
-            if not isinstance(exc, ResultStoreError):
-                _record_failure(cfg, overrides, run_id, exc)
+            # A run that failed once it was running (non-finite loss, out of memory) is recorded as
+            # failed; rejected input (config, data files, checkpoint) writes nothing.
+            if started and not isinstance(exc, ResultStoreError):
+                _record_failure(cfg, overrides, run_id, exc, started)
             raise
 
 
-def _record_failure(cfg: DictConfig, overrides: list[str] | None, run_id: str, exc: BaseException) -> None:
+def _record_failure(
+    cfg: DictConfig, overrides: list[str] | None, run_id: str, exc: BaseException, started: dict[str, Any]
+) -> None:
     """Append a ``status: failed`` record (no metrics) for a run that started and raised."""
     if global_rank() != 0:
         return
     base = {
-        "run_id": run_id, "name": cfg.get("name"), "group": cfg.get("group"), "tags": list(cfg.get("tags") or []),
+        "run_id": run_id, "name": started.get("name"), "paths": {"run_dir": started.get("run_dir")},
+        "group": cfg.get("group"), "tags": list(cfg.get("tags") or []),
         "seed": cfg.get("seed"), "optimized_metric": cfg.get("optimized_metric"), "overrides": list(overrides or []),
         "config": OmegaConf.to_container(cfg, resolve=True), "git_commit": _git("rev-parse", "HEAD"),
     }  # fmt: skip
@@ -75,7 +81,8 @@ def _record_failure(cfg: DictConfig, overrides: list[str] | None, run_id: str, e
 
 
 def _run(
-    cfg: DictConfig, overrides: list[str] | None, extra_callbacks: Sequence[Callback], run_id: str, t_start: float
+    cfg: DictConfig, overrides: list[str] | None, extra_callbacks: Sequence[Callback], run_id: str, t_start: float,
+    started: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """The body of ``run_experiment`` on one rank."""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -124,6 +131,8 @@ def _run(
     if cfg.get("ckpt_path"):  # readable, and saved by this model on this data (else: what differs)
         sizes = {"num_users": graph.num_users, "num_items": graph.num_items}
         check_checkpoint(str(cfg.ckpt_path), resolved, task.state_dict(), sizes)
+    if started is not None:
+        started.update(name=name, run_dir=str(run_dir))
     if model.trainable and cfg.fit:
         # ckpt_path with fit=true resumes training from that checkpoint (optimizer and epoch included).
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)

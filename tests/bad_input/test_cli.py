@@ -38,11 +38,18 @@ def test_multirun_goes_on_past_a_failing_cell(tmp_path):
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
     out = tmp_path / "out"
-    overrides = [o for o in tiny_overrides(out, "trainer.max_epochs=2", "print_table=false")]
-    proc = cli(tmp_path, "run", "-m", f"ckpt_path={empty},null", *overrides, f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    overrides = tiny_overrides(out, "trainer.max_epochs=2", "print_table=false")
+    # Four cells: two with rejected input (an empty checkpoint), one with a fault while training (an
+    # infinite L2 weight makes the loss inf at the first step), one good.
+    proc = cli(
+        tmp_path, "run", "-m", f"ckpt_path={empty},null", "task.l2_reg=inf,0.0001", *overrides,
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )  # fmt: skip
     assert proc.returncode != 0
-    assert f"1 multirun cell(s) failed:\n  ckpt_path={empty}" in proc.stderr
-    assert "the file is empty (0 bytes)" in proc.stderr
+    assert "3 multirun cell(s) failed:" in proc.stderr
+    assert f"  ckpt_path={empty} task.l2_reg=inf" in proc.stderr and "the file is empty (0 bytes)" in proc.stderr
+    assert "  ckpt_path=null task.l2_reg=inf" in proc.stderr and "non-finite training loss (inf) at epoch 0, step 0" in proc.stderr
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert [r.get("status") for r in records] == ["failed", None]  # the failed cell, then the other one ran
-    assert "CheckpointError" in records[0]["error"] and "test/ndcg@20" in records[1]["metrics"]
+    # Rejected input writes nothing; the training fault is recorded as failed; the last cell ran.
+    assert [r.get("status") for r in records] == ["failed", None]
+    assert "NonFiniteLossError" in records[0]["error"] and "test/ndcg@20" in records[1]["metrics"]
