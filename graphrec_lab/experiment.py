@@ -57,7 +57,8 @@ def run_experiment(
         except Exception as exc:
             # A run that failed once it was running (non-finite loss, out of memory) is recorded as
             # failed; rejected input (config, data files, checkpoint) writes nothing.
-            if started and not isinstance(exc, ResultStoreError):
+            # A pruned sweep trial (optuna.TrialPruned) is Optuna's to record, not a failure.
+            if started and not isinstance(exc, ResultStoreError) and type(exc).__name__ != "TrialPruned":
                 _record_failure(cfg, overrides, run_id, exc, started)
             raise
 
