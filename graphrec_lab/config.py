@@ -136,10 +136,6 @@ def _named_params(fn: Any) -> set[str] | None:
     return {name for name in sig.parameters if name != "self"}
 
 
-def _unknown(key: str, where: str, accepted: set[str], owner: str) -> ConfigError:
-    return ConfigError(_unknown_message(key, where, accepted, owner))
-
-
 def _unknown_message(key: str, where: str, accepted: set[str], owner: str) -> str:
     close = difflib.get_close_matches(key, sorted(accepted), n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -191,7 +187,8 @@ def _number(v: Any) -> bool:
 def _ratios_ok(v: Any) -> bool:
     if not isinstance(v, (list, tuple)) or len(v) != 3 or not all(_number(x) for x in v):
         return False
-    return all(0 <= x <= 1 for x in v) and v[1] > 0 and v[2] > 0 and v[0] > 0 and math.isclose(sum(v), 1.0, abs_tol=1e-6)
+    # Summing to 1 on purpose: [0.9, 0.9, 0.9] is more likely a typo than proportions to normalise.
+    return all(0 <= x <= 1 for x in v) and v[0] > 0 and math.isclose(sum(v), 1.0, abs_tol=1e-6)
 
 
 # Ranges by parameter name, applied to that key of any ``_target_`` node (None is left to the
@@ -204,10 +201,7 @@ PARAM_RANGES: dict[str, Range] = {
     "eval_batch_size": Range(lambda v: _number(v) and v >= 1, "an integer >= 1"),
     "check_val_every_n_epoch": Range(lambda v: _number(v) and v >= 1, "an integer >= 1"),
     "lr": Range(lambda v: _number(v) and v > 0 and math.isfinite(v), "a finite number > 0"),
-    "ratios": Range(
-        _ratios_ok,
-        "three positive train/val/test fractions summing to 1 (e.g. [0.8, 0.1, 0.1])",
-    ),
+    "ratios": Range(_ratios_ok, "three train/val/test fractions in [0, 1] summing to 1 (e.g. [0.8, 0.1, 0.1])"),
 }
 
 # The run config's own keys (configs/train.yaml), typed like a signature.

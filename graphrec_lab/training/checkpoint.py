@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from graphrec_lab.config import ConfigError
+
 CHECKPOINT_KEY = "graphrec_lab"
 
 # What must agree between the checkpoint's run and this one for its weights to mean the same thing:
@@ -28,7 +30,7 @@ COMPARED_KEYS = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ConfigError):
     """``ckpt_path`` is not a loadable checkpoint, or one of another model or dataset."""
 
 

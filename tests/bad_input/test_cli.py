@@ -53,3 +53,12 @@ def test_multirun_goes_on_past_a_failing_cell(tmp_path):
     # Rejected input writes nothing; the training fault is recorded as failed; the last cell ran.
     assert [r.get("status") for r in records] == ["failed", None]
     assert "NonFiniteLossError" in records[0]["error"] and "test/ndcg@20" in records[1]["metrics"]
+
+
+def test_cli_misspelt_key_exits_with_the_key(tmp_path):
+    cmd = [sys.executable, "-m", "graphrec_lab", "run", "+model.embeding_dim=8", f"paths.root={tmp_path}", "logger=csv"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    assert "model.embeding_dim" in proc.stderr + proc.stdout
+    assert "embedding_dim" in proc.stderr + proc.stdout
+    assert not (tmp_path / "results.jsonl").exists()
