@@ -340,6 +340,19 @@ def check_values(node: Any, where: str = "", types_: Mapping[str, Any] | None = 
     return issues
 
 
+def _interpolated_from(cfg: DictConfig, dotted: str) -> str | None:
+    """``seed`` when the raw value at ``dotted`` is exactly ``${seed}``, else None."""
+    parent_key, _, leaf = dotted.rpartition(".")
+    try:
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if not isinstance(parent, DictConfig) or leaf not in parent or not OmegaConf.is_interpolation(parent, leaf):
+            return None
+        raw = str(parent._get_node(leaf)._value())  # type: ignore[union-attr]
+    except Exception:
+        return None
+    return raw[2:-1] if raw.startswith("${") and raw.endswith("}") and raw.count("${") == 1 else None
+
+
 # Hints for mandatory (???) values, by key path.
 _MISSING_HINTS = {
     "data.dataset": "a dataset name (registered, e.g. ml-100k; or recbole:<folder> for RecBole atomic files)",
@@ -379,6 +392,9 @@ def validate_config(cfg: DictConfig) -> None:
         except Exception as exc:  # an interpolation to a missing key
             problems.append(f"config cannot be resolved: {exc}")
     if isinstance(resolved, dict):
-        problems.extend(check_values({k: v for k, v in resolved.items() if k != "hydra"}, "", TOP_LEVEL_TYPES))
+        issues = check_values({k: v for k, v in resolved.items() if k != "hydra"}, "", TOP_LEVEL_TYPES)
+        bad = {i.key for i in issues}
+        # data.split_seed: ${seed} repeats seed's problem: report it once, at its source.
+        problems.extend(i for i in issues if _interpolated_from(cfg, i.key) not in bad)
     if problems:
         raise ConfigError.from_issues(problems)

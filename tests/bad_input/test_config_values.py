@@ -46,6 +46,12 @@ def test_every_bad_value_is_reported_at_once():
         validate_config(compose(overrides))
     keys = {issue.key for issue in info.value.issues}
     assert {"trainer.max_epochs", "task.lr", "seed", "data.train_batch_size", "model.embedding_dim", "data.ratios", "fit"} <= keys
+    assert "data.split_seed" not in keys  # ${seed}: its problem is reported once, at seed
+
+
+def test_interpolated_key_with_its_own_bad_value_is_reported():
+    with pytest.raises(ConfigError, match=r"^config: data\.split_seed='abc': expected an integer$"):
+        validate_config(compose(["data.split_seed=abc"]))
 
 
 def test_bad_value_stops_run_before_anything_is_written(tmp_path):
