@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from hydra.utils import instantiate
@@ -92,7 +92,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         item_groups: Mapping[str, Tensor] | None = None,
         sampling: Mapping[str, Any] | None = None,
         test_curve: bool = False,
-        nonfinite_loss: str = "error",
+        nonfinite_loss: Literal["error", "skip"] = "error",
     ) -> None:
         super().__init__()
         if nonfinite_loss not in NONFINITE_LOSS:

@@ -29,6 +29,7 @@ CASES = [
     ("data.ratios=[0.9,0.9,0.9]", "data.ratios=[0.9, 0.9, 0.9]", "summing to 1"),
     ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0", "an integer >= 1"),
     ("fit=maybe", "fit='maybe'", "true or false"),
+    ("task.nonfinite_loss=ignore", "task.nonfinite_loss='ignore'", "one of 'error', 'skip'"),
 ]
 
 

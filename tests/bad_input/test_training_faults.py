@@ -46,7 +46,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_is_recorded_as_failed(tmp_path
 def test_nan_loss_with_skip_drops_the_batch_and_finishes(tmp_path, monkeypatch):
     nan_at(monkeypatch, {3})
     with pytest.warns(UserWarning, match=r"non-finite training loss \(nan\) at epoch 1, step 1 .*batch skipped"):
-        metrics = run_experiment(compose(tiny_overrides(tmp_path, "+task.nonfinite_loss=skip")))
+        metrics = run_experiment(compose(tiny_overrides(tmp_path, "task.nonfinite_loss=skip")))
     assert torch.isfinite(torch.tensor(list(metrics.values()))).all()
     (record,) = ResultStore(tmp_path / "results.jsonl").read()
     assert record["metrics"]["test/ndcg@20"] == metrics["test/ndcg@20"]
