@@ -34,8 +34,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from graphrec_lab.data.graph import DataValidationError
     from graphrec_lab.data.sources import DataFormatError, DatasetNotFoundError
     from graphrec_lab.reporting.report import ReportError
+    from graphrec_lab.tracking.results import ResultStoreError
+    from graphrec_lab.training.checkpoint import CheckpointError
+    from graphrec_lab.training.task import NonFiniteLossError
 
-    return (ConfigError, DataFormatError, DatasetNotFoundError, DataValidationError, ReportError)
+    return (
+        ConfigError, DataFormatError, DatasetNotFoundError, DataValidationError, ReportError,
+        ResultStoreError, CheckpointError, NonFiniteLossError,
+    )  # fmt: skip
 
 
 USER_ERRORS = _user_errors()
@@ -63,11 +69,27 @@ def _hydra_run() -> None:
             label_run(cfg, factors, group="multirun-" + "-".join(Path(hc.sweep.dir).parts[-2:]))
         try:
             metrics = run_experiment(cfg, overrides=overrides)
-        except USER_ERRORS as exc:  # a clear one-line message, not a traceback
-            sys.exit(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            if hc.mode != RunMode.MULTIRUN:
+                if isinstance(exc, USER_ERRORS):  # a clear one-line message, not a traceback
+                    sys.exit(f"{type(exc).__name__}: {exc}")
+                raise
+            # A multirun goes on past a failing cell (run_experiment recorded it as failed once it
+            # had started); the failures are summarised, with a non-zero exit, at the end.
+            cell = " ".join(overrides)
+            failed_cells.append((cell, f"{type(exc).__name__}: {exc}"))
+            logging.getLogger("graphrec_lab.cli").error(
+                "multirun cell failed (%s): %s: %s", cell, type(exc).__name__, exc,
+                exc_info=not isinstance(exc, USER_ERRORS),
+            )
+            return None
         return metrics.get(str(cfg.optimized_metric))
 
+    failed_cells: list[tuple[str, str]] = []
     _main()
+    if failed_cells:
+        lines = [f"  {cell}: {error.splitlines()[0]}" for cell, error in failed_cells]
+        sys.exit(f"{len(failed_cells)} multirun cell(s) failed:\n" + "\n".join(lines))
 
 
 def _swept_keys(args: list[str]) -> list[str]:
@@ -193,13 +215,28 @@ def _split(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
+DATA_USAGE = "usage: graphrec-lab data <data config, e.g. ml100k> [overrides]   parse, split and cache a dataset; print its stats"
+
+
 def _data(args: list[str]) -> None:
-    if not args:
-        raise SystemExit("usage: graphrec-lab data <data config, e.g. ml100k> [overrides]")
+    if not args or args[0].startswith("-"):
+        if args and args[0] in ("-h", "--help"):
+            print(DATA_USAGE)
+            return
+        raise SystemExit(DATA_USAGE)
     from hydra.utils import instantiate
 
-    cfg = compose([f"data={args[0]}", *args[1:]])
-    dm = instantiate(cfg.data)
+    from graphrec_lab.config import validate_config
+
+    from hydra.errors import HydraException
+
+    try:
+        cfg = compose([f"data={args[0]}", *args[1:]])
+    except HydraException as exc:  # no such data config, a malformed override
+        options = sorted(p.stem for p in (config_dir() / "data").glob("*.yaml"))
+        raise ConfigError(f"data {' '.join(args)}: {str(exc).splitlines()[0]} (data configs: {', '.join(options)})") from None
+    validate_config(cfg)  # the same check as `run`: a bad key or value stops before any parsing
+    dm = instantiate(cfg.data, _convert_="all")
     graph = dm.load_graph()
     print(f"{graph.name}: {graph.stats()} split hash {graph.content_hash()}")
 
