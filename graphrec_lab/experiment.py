@@ -76,6 +76,7 @@ def _run(
     run_dir = Path(cfg.paths.root) / "runs" / name / run_id
     if global_rank() == 0:  # other ranks write nothing of their own (checkpoint dir: rank 0's, broadcast)
         run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # a run dir is loadable on its own (load_run)
 
     callbacks = _callbacks(cfg, run_dir)
     timer = EpochTimer()
