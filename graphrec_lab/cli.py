@@ -12,6 +12,10 @@
                                                  a paper's table (experiments/<name>/paper.yaml)
                                                  beside ours, with absolute and relative deltas
     graphrec-lab data ml100k [overrides]         parse, split and cache a dataset; print its stats
+    graphrec-lab recommend <run dir> --user U [-k 20] | --users-file F --out F.csv | --history I ...
+    graphrec-lab export <run dir> [--out DIR] [--index hnsw|flat|none]
+    graphrec-lab explain <run dir> --user U --item I [--method ...] [--png F] | --evaluate
+                                                 (graphrec_lab/inference/cli.py has every option)
 """
 
 from __future__ import annotations
@@ -222,6 +226,10 @@ def main(argv: list[str] | None = None) -> None:
             _report(rest)
         elif command == "reproduce":
             _reproduce(rest)
+        elif command in ("recommend", "export", "explain"):
+            from graphrec_lab.inference.cli import main as inference_main
+
+            inference_main(command, rest)
         else:
             raise SystemExit(f"unknown command {command!r}\n{USAGE}")
     except USER_ERRORS as exc:
