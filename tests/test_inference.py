@@ -169,7 +169,7 @@ def test_models_that_cannot_fold_in_say_so(run):
     from graphrec_lab.models.gnn.gat import GAT
 
     gat_run = dataclasses.replace(run, model=GAT(run.model.num_users, run.model.num_items, 16, 2, heads=2))
-    with pytest.raises(FoldInError, match="GAT cannot fold in"):
+    with pytest.raises(FoldInError, match="GAT cannot fold in a new user"):
         fold_in(gat_run, ["i1"])
 
 

@@ -25,6 +25,7 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it logs every CPU build it does not find
 
 
 def _load(path: str):

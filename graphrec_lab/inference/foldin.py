@@ -8,14 +8,14 @@ from the raw ids of the items they interacted with.
       e_u^(k+1) = sum_{i in H} e_i^(k) / sqrt(|H| (d_i + 1))          [D]
 
   over the items' trained layer outputs e_i^(k), and the model's readout combines the layers. A new
-  user has no trained ID row, so e_u^(0) = 0 (or, in ``feature_mode`` ``features``/``sum``/``gated``
-  models with user features, nothing better is known either). The other nodes' outputs are not
-  recomputed: one extra user barely changes them.
+  user has no trained ID row, so e_u^(0) = 0. The other nodes' outputs are not recomputed: one extra
+  user barely changes them. Text-fused models of the family (``feature_mode`` ``features``/``sum``/
+  ``gated`` on items) fold in the same way: the item rows carry the history's projected text.
 * Matrix factorisation: the regularised least-squares fit of implicit feedback against the item
   factors Q [I, D], e_u = (Q^T Q + lambda I)^-1 Q^T r with r_i = 1 for i in H, else 0 (ALS's fold-in).
 * Popularity: every user gets the same scores; any history works.
-* Other models (NGCF, GCN, GAT, GraphSAGE, GIN, gated GNN, social models) transform every layer
-  non-linearly with the user's own trained row as input: no fold-in without retraining, and
+* Other models (NGCF, GCN, GAT, GraphSAGE, GIN, gated GNN, social models) transform the user's own
+  trained row through trained layers (or mix in a social channel): no fold-in without retraining, and
   ``FoldInError`` says so, naming the model.
 """
 
@@ -56,8 +56,8 @@ def fold_in(run: LoadedRun, history: list[str], l2: float = 1.0) -> Tensor:
     if isinstance(model, Popularity):
         return run.embeddings()[0][0]
     raise FoldInError(
-        f"{run.model_name} cannot fold in a new user without retraining: its layers transform the user's own "
-        "trained embedding non-linearly. Fold-in works for the LightGCN family (LightGCN, SGL, SimGCL, XSimGCL), "
+        f"{run.model_name} cannot fold in a new user without retraining: its user embedding is not a function of "
+        "the user's item history alone (trained layer weights act on the user's own row, or a social channel). Fold-in works for the LightGCN family (LightGCN, SGL, SimGCL, XSimGCL), "
         "matrix factorisation and popularity"
     )
 
