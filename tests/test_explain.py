@@ -198,3 +198,25 @@ def test_cli_explain_on_a_trained_run(tmp_path, capsys):
     assert (tmp_path / "why.png").is_file()
     with pytest.raises(SystemExit, match="UnknownIdError: unknown item id.*'nope'"):
         main(["explain", run_dir, "--user", "u1", "--item", "nope"])
+
+
+def test_gat_attention_weights_are_exported_per_layer():
+    run = _run(gnn.GAT(U, I, D, 2, heads=2))
+    e = explain_pair(run, "u2", "i5", "gnnexplainer", epochs=2)
+    layers = e.extra["attention"]
+    assert len(layers) == 2
+    for rows in layers:
+        into_user = [w for _, dst, w in rows if dst == "user:u2"]
+        # softmax over the user's in-neighbours (its items and its self-loop): the weights sum to 1
+        assert len(into_user) == 6 + 1 and sum(into_user) == pytest.approx(1.0, abs=1e-5)
+    assert "GAT layer 1 attention into user u2" in e.format()
+
+
+@pytest.mark.skipif(not HAS_CAPTUM, reason="captum is not installed (extra: explain)")
+def test_captum_after_gnnexplainer_on_the_same_model():
+    """GNNExplainer's mask is a Parameter; a later explainer on the same layers still masks them."""
+    run = _run(gnn.GAT(U, I, D, 2, heads=2))
+    explain_pair(run, "u2", "i5", "gnnexplainer", epochs=2)
+    e = explain_pair(run, "u2", "i5", "captum_ig")
+    assert any(x.weight != 0 for x in e.edges)
+    assert not any("_edge_mask" in m._parameters for m in run.model.modules())

@@ -133,6 +133,10 @@ class GraphExplanation:
         ]
         for r, e in enumerate(self.edges[:top], start=1):
             lines.append(f"{r:>4}  {e.user:<10}  {e.item:<10}  {e.weight:10.4g}{'  (user history)' if e.of_user else ''}")
+        for k, rows in enumerate(self.extra.get("attention", []), start=1):
+            into_user = [r for r in rows if r[1] == f"user:{self.user}"][:top]
+            lines.append(f"GAT layer {k} attention into user {self.user} (mean over heads): "
+                         + ", ".join(f"{src} {w:.3f}" for src, _, w in into_user))
         return "\n".join(lines)
 
 
@@ -188,10 +192,58 @@ def explain_pair(run: LoadedRun, user: str, item: str, method: str = "gnnexplain
         model_config=dict(mode="regression", task_level="graph", return_type="raw"),
     )
     t0 = time.perf_counter()
-    explanation = explainer(x.detach(), edge_index, pair=pair)
+    _reset_masks(scorer)
+    try:
+        explanation = explainer(x.detach(), edge_index, pair=pair)
+    finally:
+        _reset_masks(scorer)
     seconds = time.perf_counter() - t0
     mask = explanation.edge_mask.detach().double()
-    return GraphExplanation(method, user, item, score, sub_score, _undirected(run, subset, edge_index, mask, u), seconds)
+    extra = {}
+    from graphrec_lab.models.gnn.gat import GAT
+
+    if isinstance(model, GAT):
+        extra["attention"] = gat_attention(run, model, x.detach(), subset, edge_index, pair)
+    return GraphExplanation(method, user, item, score, sub_score, _undirected(run, subset, edge_index, mask, u), seconds, extra)
+
+
+def gat_attention(run: LoadedRun, model, x: Tensor, subset: Tensor, edge_index: Tensor, pair: Tensor) -> list[list[tuple[str, str, float]]]:
+    """GAT's attention weights (mean over heads) on the messages into the user and into the item, per
+    layer: ``[[(source, target, alpha), ...] for each layer]``, largest first; sources and targets
+    are raw ids (``user:``/``item:`` prefixed, self-loops included)."""
+    from graphrec_lab.models.gnn.base import hidden_activation
+
+    n_u = model.num_users
+
+    def name(node: int) -> str:
+        return f"user:{run.user_ids[node]}" if node < n_u else f"item:{run.item_ids[node - n_u]}"
+
+    out = []
+    with torch.no_grad():
+        for k, conv in enumerate(model.convs):
+            h, (ei, alpha) = conv(x, edge_index, return_attention_weights=True)
+            keep = (ei[1] == pair[0]) | (ei[1] == pair[1])
+            weights = alpha[keep].mean(-1)
+            rows = [(name(int(subset[s])), name(int(subset[d])), float(w)) for s, d, w in zip(ei[0][keep], ei[1][keep], weights)]
+            out.append(sorted(rows, key=lambda r: -r[2]))
+            x = hidden_activation(model, k, h, F.elu)
+    return out
+
+
+def _reset_masks(module: nn.Module) -> None:
+    """Drop explanation masks from every message-passing layer. GNNExplainer's mask is a Parameter, so
+    PyG's ``clear_masks`` leaves a ``_edge_mask`` slot among the layer's parameters, and the next
+    explainer's plain-tensor mask would then not be used by the layer."""
+    from torch_geometric.nn.conv import MessagePassing
+
+    for m in module.modules():
+        if isinstance(m, MessagePassing):
+            m._parameters.pop("_edge_mask", None)
+            m._edge_mask = None
+            m._loop_mask = None
+            m._apply_sigmoid = True
+            if m.explain is True:
+                m.explain = None
 
 
 def _undirected(run: LoadedRun, subset: Tensor, edge_index: Tensor, mask: Tensor, user: int) -> list[EdgeAttribution]:

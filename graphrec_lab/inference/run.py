@@ -94,7 +94,7 @@ class LoadedRun:
                 )
             with torch.no_grad():
                 users, items = self.model(self.train_graph)
-            self._embeddings = (users.detach().float(), items.detach().float())
+            self._embeddings = (users.detach().float().cpu(), items.detach().float().cpu())  # ranking runs on the CPU
         return self._embeddings
 
     def train_items(self, user: int) -> Tensor:
