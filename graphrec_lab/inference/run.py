@@ -60,6 +60,7 @@ class LoadedRun:
     _user_index: dict[str, int] = field(default_factory=dict, repr=False)
     _item_index: dict[str, int] = field(default_factory=dict, repr=False)
     _embeddings: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
+    _csr: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._user_index = {raw: i for i, raw in enumerate(self.user_ids)}
@@ -99,11 +100,22 @@ class LoadedRun:
 
     def train_items(self, user: int) -> Tensor:
         """Dense ids of one user's training items: [n]."""
-        return self.data.train.items[self.data.train.users == user]
+        return self._items_of("train", user)
 
     def val_items(self, user: int) -> Tensor:
         """Dense ids of one user's validation items: [n]."""
-        return self.data.val.items[self.data.val.users == user]
+        return self._items_of("val", user)
+
+    def _items_of(self, split: str, user: int) -> Tensor:
+        # Per-split CSR built once: a mask over all edges per user costs O(E) per user.
+        if split not in self._csr:
+            edges = getattr(self.data, split)
+            order = torch.argsort(edges.users, stable=True)
+            ptr = torch.zeros(self.data.num_users + 1, dtype=torch.long)
+            ptr[1:] = torch.cumsum(torch.bincount(edges.users, minlength=self.data.num_users), 0)
+            self._csr[split] = (ptr, edges.items[order])
+        ptr, items = self._csr[split]
+        return items[int(ptr[user]) : int(ptr[user + 1])]
 
 
 def _lookup(index: dict[str, int], raw_ids: Any, side: str, run: LoadedRun) -> Tensor:
