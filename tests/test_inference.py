@@ -81,10 +81,14 @@ def test_config_from_the_checkpoint_is_preferred_then_the_result_record(run, lig
     ckpt = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
     from omegaconf import OmegaConf
 
-    ckpt["config"] = OmegaConf.to_container(run.config, resolve=True)
+    ckpt["graphrec_lab"] = {"config": OmegaConf.to_container(run.config, resolve=True), "model": "LightGCN"}
     copy = tmp_path / "best.ckpt"
     torch.save(ckpt, copy)
-    assert load_run(copy).config_source == "checkpoint['config']"
+    assert load_run(copy).config_source == "checkpoint['graphrec_lab']['config']"
+    ckpt["graphrec_lab"]["config"] = None  # a checkpoint saved without a config: the run dir's copy
+    torch.save(ckpt, copy)
+    with pytest.raises(RunLoadError, match="no run config"):  # this copy sits outside any run dir
+        load_run(copy)
 
     saved = lightgcn_dir / "config.yaml"
     hidden = saved.with_name("config.yaml.hidden")

@@ -21,8 +21,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-# Checkpoint keys under which a resolved run config may be stored (newest convention first).
-CHECKPOINT_CONFIG_KEYS = ("config", "run_config", "resolved_config", "graphrec_config")
+# Where a checkpoint may carry its resolved run config: ``checkpoint["graphrec_lab"]["config"]`` (what
+# RecommendationTask.on_save_checkpoint writes), or a top-level key of these names.
+CHECKPOINT_CONFIG_KEYS = ("graphrec_lab", "config", "run_config", "resolved_config")
 
 
 class InferenceError(ValueError):
@@ -168,9 +169,11 @@ def _config(run_dir: Path, ckpt: dict | None) -> tuple[DictConfig, str, dict | N
     record = _record(run_dir)
     if ckpt is not None:
         for key in CHECKPOINT_CONFIG_KEYS:
-            value = ckpt.get(key)
+            value, where = ckpt.get(key), f"checkpoint[{key!r}]"
+            if isinstance(value, (dict, DictConfig)) and isinstance(value.get("config"), (dict, DictConfig)):
+                value, where = value["config"], f"checkpoint[{key!r}]['config']"
             if isinstance(value, (dict, DictConfig)) and "model" in value and "data" in value:
-                return OmegaConf.create(value), f"checkpoint[{key!r}]", record
+                return OmegaConf.create(value), where, record
     saved = run_dir / "config.yaml"
     if saved.is_file():
         return OmegaConf.load(saved), str(saved), record  # type: ignore[return-value]
