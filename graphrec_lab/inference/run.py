@@ -58,6 +58,7 @@ class LoadedRun:
     user_ids: list[str]
     item_ids: list[str]
     item_text: list[str | None] | None
+    text: Any = None  # the run's ItemTextFeatures (encoder and item texts) for text-fused runs, else None
     _user_index: dict[str, int] = field(default_factory=dict, repr=False)
     _item_index: dict[str, int] = field(default_factory=dict, repr=False)
     _embeddings: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
@@ -248,6 +249,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
         user_ids=list(data.user_tokens) if data.user_tokens is not None else [str(u) for u in range(n_users)],
         item_ids=list(data.item_tokens) if data.item_tokens is not None else [str(i) for i in range(n_items)],
         item_text=list(data.item_text) if data.item_text is not None else None,
+        text=text,
     )
 
 
