@@ -127,8 +127,10 @@ class GraphExplanation:
 
     def format(self, top: int = 10) -> str:
         lines = [
-            f"{self.method}: s({self.user}, {self.item}) = {self.score:.6f} (subgraph: {self.subgraph_score:.6f}); "
-            f"{len(self.edges)} user-item edges; {self.seconds:.2f} s",
+            (
+                f"{self.method}: s({self.user}, {self.item}) = {self.score:.6f} (subgraph: {self.subgraph_score:.6f}); "
+                f"{len(self.edges)} user-item edges; {self.seconds:.2f} s"
+            ),
             f"{'rank':>4}  {'user':<10}  {'item':<10}  {'weight':>10}",
         ]
         for r, e in enumerate(self.edges[:top], start=1):
@@ -189,7 +191,7 @@ def explain_pair(run: LoadedRun, user: str, item: str, method: str = "gnnexplain
         algorithm=_algorithm(method, epochs),
         explanation_type="model",
         edge_mask_type="object",
-        model_config=dict(mode="regression", task_level="graph", return_type="raw"),
+        model_config={"mode": "regression", "task_level": "graph", "return_type": "raw"},
     )
     t0 = time.perf_counter()
     _reset_masks(scorer)
