@@ -14,6 +14,10 @@
     graphrec-lab data ml100k [overrides]         parse, split and cache a dataset; print its stats
     graphrec-lab audit <run dir> [--nonmembers test|random] [--shadow N] [--max-pairs N] [--json]
                                                  membership-inference audit of a finished run
+    graphrec-lab recommend <run dir> --user U [-k 20] | --users-file F --out F.csv | --history I ...
+    graphrec-lab export <run dir> [--out DIR] [--index hnsw|flat|none]
+    graphrec-lab explain <run dir> --user U --item I [--method ...] [--png F] | --evaluate
+                                                 (graphrec_lab/inference/cli.py has every option)
 """
 
 from __future__ import annotations
@@ -264,6 +268,10 @@ def main(argv: list[str] | None = None) -> None:
             from graphrec_lab.privacy.audit import cli_main
 
             cli_main(rest)
+        elif command in ("recommend", "export", "explain"):
+            from graphrec_lab.inference.cli import main as inference_main
+
+            inference_main(command, rest)
         else:
             raise SystemExit(f"unknown command {command!r}\n{USAGE}")
     except USER_ERRORS as exc:

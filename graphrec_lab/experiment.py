@@ -258,6 +258,7 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ResultStoreError(f"paths.root={str(cfg.paths.root)!r}: cannot create the run directory {run_dir} ({exc})") from None
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # a run dir is loadable on its own (load_run)
 
     callbacks = _callbacks(cfg, run_dir)
     timer = EpochTimer()
