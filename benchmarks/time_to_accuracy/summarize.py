@@ -45,10 +45,11 @@ def model_class(result: dict[str, Any]) -> str:
 
 def summarize(results: list[dict[str, Any]], cpu_records: Path) -> str:
     cpu = cpu_epoch_seconds(cpu_records) if cpu_records.exists() else {}
-    lines = [
+    header = (
         f"{'run':<28} {'target':>7} {'s to target (fit)':>18} {'(with setup)':>13} {'epochs':>7} {'selected test':>13} "
-        f"{'s/epoch':>8} {'peak GiB':>9}  device",
-    ]
+        f"{'s/epoch':>8} {'peak GiB':>9}  device"
+    )
+    lines = [header]
     for r in results:
         fit = f"{r['seconds_to_target_fit']:.1f}" if r["reached"] else f"not in {r['fit_s']:.0f}"
         total = f"{r['seconds_to_target_total']:.1f}" if r["reached"] else "-"
