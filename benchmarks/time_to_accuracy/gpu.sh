@@ -19,9 +19,15 @@
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD && bash benchmarks/time_to_accuracy/gpu.sh
 #
-# Environment: OUT (results: tta_*.json, summary.txt; default ./tta-out), GRAPHREC_DATA_DIR (default
-# ./.gpudata, must hold gowalla/train.txt and test.txt), TTA_TOTAL_SECONDS, TTA_DEVICE (cuda; cpu for a
-# smoke test), TTA_DATA (gowalla; synthetic for a smoke test), TTA_XSIMGCL_SECONDS, TTA_LIGHTGCN_SECONDS, TTA_TARGET, TTA_SETUP_RESERVE.
+# Environment:
+#   OUT                  results: tta_<run>.json, summary.txt and this script's log gpu.log (default ./tta-out)
+#   GRAPHREC_DATA_DIR    must hold gowalla/train.txt and test.txt (default ./.gpudata)
+#   GRAPHREC_GIT_COMMIT  the commit to record where the copy has no .git
+#   TTA_TOTAL_SECONDS (450), TTA_XSIMGCL_SECONDS (150), TTA_LIGHTGCN_SECONDS (120), TTA_SETUP_RESERVE (45),
+#   TTA_TARGET (configs.yaml's 0.1830), TTA_DEVICE (cuda; cpu for a smoke test), TTA_DATA (gowalla; synthetic)
+# Smoke test on a CPU (about a minute):
+#   OUT=/tmp/tta-out TTA_DEVICE=cpu TTA_DATA=synthetic TTA_TOTAL_SECONDS=75 TTA_XSIMGCL_SECONDS=10 \
+#     TTA_LIGHTGCN_SECONDS=30 TTA_SETUP_RESERVE=15 bash benchmarks/time_to_accuracy/gpu.sh
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,8 +47,9 @@ export GRAPHREC_DATA_DIR=${GRAPHREC_DATA_DIR:-$ROOT/.gpudata}
 export GRAPHREC_CACHE_DIR=${GRAPHREC_CACHE_DIR:-/tmp/graphrec-tta-cache}
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu.log") 2>&1
 
-echo "tta gpu.sh: $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), total ${TOTAL}s, device $DEVICE, data $DATA"
+echo "tta gpu.sh: $(date -u +%FT%TZ), commit ${GRAPHREC_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo "unknown (no .git: set GRAPHREC_GIT_COMMIT)")}, total ${TOTAL}s, device $DEVICE, data $DATA"
 echo "GRAPHREC_DATA_DIR=$GRAPHREC_DATA_DIR OUT=$OUT"
 if [ "$DATA" = gowalla ] && { [ ! -f "$GRAPHREC_DATA_DIR/gowalla/train.txt" ] || [ ! -f "$GRAPHREC_DATA_DIR/gowalla/test.txt" ]; }; then
   echo "ERROR: $GRAPHREC_DATA_DIR/gowalla/train.txt and test.txt are needed (set GRAPHREC_DATA_DIR)" >&2
@@ -64,7 +71,7 @@ run() {
   echo "== $name: $model $precision, budget ${budget}s of fit, ${left}s left in total"
   timeout -k 5 $((left - 5)) python3 -u "$HERE/tta.py" --model "$model" --device "$DEVICE" --precision "$precision" \
     --data "$DATA" --max-seconds "$budget" ${TARGET:+--target "$TARGET"} --out-root /tmp/tta-runs --json "$OUT/tta_$name.json" 2>&1 \
-    | grep --line-buffered -v -E "UserWarning|warnings.warn|^ *adj = |log_every_n_steps|transfer_batch_to_device|IterableDataset|LeafSpec|sparse_coo_tensor"
+    | grep --line-buffered -v -E "UserWarning|warnings.warn|^ *adj = |log_every_n_steps|transfer_batch_to_device|IterableDataset|LeafSpec|sparse_coo_tensor|Tip: For seamless"
   echo "== $name: exit ${PIPESTATUS[0]} after $(( $(date +%s) - now ))s"
 }
 

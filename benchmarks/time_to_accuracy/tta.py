@@ -70,6 +70,9 @@ def peak_memory_bytes(device: str) -> tuple[int, str]:
 
 
 def git_commit() -> str | None:
+    """HEAD of this checkout; ``$GRAPHREC_GIT_COMMIT`` where the copy has no ``.git`` (a copied work tree)."""
+    if os.environ.get("GRAPHREC_GIT_COMMIT"):
+        return os.environ["GRAPHREC_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=ROOT, check=False)
     except (OSError, subprocess.SubprocessError):
