@@ -33,7 +33,7 @@ from graphrec_lab.tracking.results import ResultStore, ResultStoreError, failure
 from graphrec_lab.tracking.wandb_dashboard import finish_wandb_run
 from graphrec_lab.training.callbacks import EpochTimer
 from graphrec_lab.training.checkpoint import check_checkpoint
-from graphrec_lab.training.threads import apply_thread_policy
+from graphrec_lab.training.threads import apply_thread_policy, local_ranks
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def _check_optimized_metric(cfg: DictConfig) -> None:
 
 def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) -> Experiment:
     """``build`` after validation: threads, seed, then every piece in the order whose RNG draws a seed fixes."""
-    apply_thread_policy(cfg.get("threads", "auto"))
+    apply_thread_policy(cfg.get("threads", "auto"), ranks=local_ranks(cfg.trainer.get("devices", 1)))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, _convert_="all")

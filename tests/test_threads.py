@@ -49,6 +49,14 @@ def test_workers_come_from_the_environment(monkeypatch):
         threads.concurrent_workers()
 
 
+def test_ddp_ranks_count_as_processes(monkeypatch, restore_threads):
+    assert [threads.local_ranks(d) for d in (1, 4, [0, 1], "auto", None, True)] == [1, 4, 2, 1, 1, 1]
+    monkeypatch.setenv(threads.WORKERS_ENV, "2")
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    monkeypatch.setattr(threads, "_DEFAULT_THREADS", 16)
+    assert threads.apply_thread_policy("auto", ranks=4) == torch.get_num_threads() == 2  # 16 cores / (2 x 4)
+
+
 def test_build_applies_the_setting_and_the_config_rejects_a_bad_one(out_dir, restore_threads):
     torch.set_num_threads(2)
     build(compose(tiny_overrides(out_dir, "threads=1")))

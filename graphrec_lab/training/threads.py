@@ -8,8 +8,9 @@ stalls on its slowest thread. The policy gives each of the job's processes its s
 ``threads`` (run config, ``configs/train.yaml``):
 
 * ``auto`` (default): the cores this process may run on (``os.sched_getaffinity``) divided by the
-  number of concurrent workers of this job (``GRAPHREC_CONCURRENT_WORKERS``, set by ``run_workers``
-  for its worker processes; 1 otherwise), at least 1, and never more than torch's own default at
+  number of concurrent processes of this job: the sweep workers (``GRAPHREC_CONCURRENT_WORKERS``, set
+  by ``run_workers`` for its worker processes; 1 otherwise) times the run's DDP ranks on this machine
+  (``trainer.devices``), at least 1, and never more than torch's own default at
   start-up (physical cores, or ``OMP_NUM_THREADS`` when set). A single run therefore keeps torch's
   default, and its results are unchanged.
 * an integer >= 1: exactly that many threads.
@@ -88,11 +89,25 @@ def resolve_threads(
     return setting
 
 
-def apply_thread_policy(setting: int | str) -> int:
-    """Set torch's intra-op (and, while still allowed, inter-op) threads for ``setting``; log the choice
-    once per process (again only when it changes). Returns the thread count."""
+def local_ranks(devices: object) -> int:
+    """Training processes one run starts on this machine for ``trainer.devices`` (an int, a list of
+    device ids, or ``auto``/a string: 1)."""
+    if isinstance(devices, bool):
+        return 1
+    if isinstance(devices, int):
+        return max(1, devices)
+    if isinstance(devices, (list, tuple)):
+        return max(1, len(devices))
+    return 1
+
+
+def apply_thread_policy(setting: int | str, ranks: int = 1) -> int:
+    """Set torch's intra-op (and, while still allowed, inter-op) threads for ``setting``; ``ranks``: the
+    run's own processes on this machine (DDP), which share the cores like sweep workers. Logs the
+    choice once per process (again only when it changes). Returns the thread count."""
     global _logged
-    n = resolve_threads(setting)
+    workers = concurrent_workers() * max(1, ranks)
+    n = resolve_threads(setting, workers=workers)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     if torch.get_num_interop_threads() != n:
@@ -101,7 +116,7 @@ def apply_thread_policy(setting: int | str) -> int:
         except RuntimeError:  # torch allows it once, before any inter-op work: keep what is set
             pass
     why = (
-        f"auto: {available_cores()} cores / {concurrent_workers()} worker(s), torch default {_DEFAULT_THREADS}"
+        f"auto: {available_cores()} cores / {workers} process(es), torch default {_DEFAULT_THREADS}"
         if isinstance(setting, str)
         else "threads setting"
     )
