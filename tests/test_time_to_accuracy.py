@@ -103,6 +103,7 @@ def test_budget_stops_after_the_first_batch(out_dir):
     stop = TargetMetricStop(float("inf"), max_seconds=0.0)
     built = _fit(out_dir, stop)
     assert stop.stopped_by == "budget" and built.trainer.global_step == 1
+    assert built.trainer.num_training_batches > 1 and stop.stopped_mid_epoch  # the epoch's time is partial
 
 
 def test_tta_script_writes_its_result(tmp_path):
@@ -117,5 +118,6 @@ def test_tta_script_writes_its_result(tmp_path):
     # target 0: met at the first check by whatever the selected model scores.
     assert result["reached"] and result["epochs_to_target"] == 1 and len(result["curve"]) == 1
     assert result["seconds_to_target_total"] >= result["seconds_to_target_fit"] > 0
+    assert result["complete_epochs"] == result["epochs"] == 1 and result["mean_epoch_s"] == result["epoch_seconds"][0] > 0
     assert result["peak_memory_kind"] == "ru_maxrss" and result["peak_memory_bytes"] > 0
     assert "model=lightgcn" in result["config_overrides"] and result["precision"] == "32-true"

@@ -56,19 +56,19 @@ def summarize(results: list[dict[str, Any]], cpu_records: Path) -> str:
         final = r.get("final_selected_curve")
         lines.append(
             f"{r['model'] + ' ' + r['precision']:<28} {r['target']:>7.4f} {fit:>18} {total:>13} {r['epochs']:>7} "
-            f"{(final if final is not None else float('nan')):>13.4f} {r['mean_epoch_s']:>8.2f} "
+            f"{(final if final is not None else float('nan')):>13.4f} {(r['mean_epoch_s'] or float('nan')):>8.2f} "
             f"{r['peak_memory_bytes'] / 2**30:>9.2f}  {r['device']} ({r['peak_memory_kind']})"
         )
     lines.append(f"CPU epoch seconds from {cpu_records.relative_to(ROOT) if cpu_records.is_relative_to(ROOT) else cpu_records} (time/epoch_s, mean over its runs):")
     for r in results:
         model = model_class(r)
-        if model in cpu and r["mean_epoch_s"] > 0:
+        if model in cpu and r["mean_epoch_s"]:
             lines.append(
                 f"  {r['model']} {r['precision']}: CPU {cpu[model]:.2f} s/epoch / {r['accelerator']} {r['mean_epoch_s']:.3f} s/epoch "
                 f"= {cpu[model] / r['mean_epoch_s']:.1f}x"
             )
         else:
-            lines.append(f"  {r['model']} {r['precision']}: no CPU record of {model!r} (or no epoch timed)")
+            lines.append(f"  {r['model']} {r['precision']}: no CPU record of {model!r} (or no complete epoch timed)")
     return "\n".join(lines)
 
 

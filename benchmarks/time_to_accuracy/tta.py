@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fit_end = time.perf_counter()
     load_s = stop.fit_start - t_start
     peak, peak_kind = peak_memory_bytes(args.device)
+    # An epoch the budget cut short is left out of the epoch time (it would read as a fast epoch).
+    epoch_seconds = list(experiment.timer.epoch_seconds)
+    complete = epoch_seconds[:-1] if stop.stopped_mid_epoch else epoch_seconds
     return {
         "model": args.model,
         "config_overrides": overrides,
@@ -128,8 +131,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_seconds": args.max_seconds,
         "setup_s": load_s,
         "fit_s": fit_end - stop.fit_start,
-        "epochs": len(experiment.timer.epoch_seconds),
-        "mean_epoch_s": experiment.timer.mean_epoch_seconds,
+        "epochs": len(epoch_seconds),
+        "complete_epochs": len(complete),
+        "mean_epoch_s": sum(complete) / len(complete) if complete else None,
+        "epoch_seconds": epoch_seconds,
         "final_selected_curve": stop.points[-1]["selected_curve"] if stop.points else None,
         "curve": stop.points,
         "device": device_name(args.device),
@@ -148,6 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summary(result: dict[str, Any]) -> str:
+    mean_epoch = "-" if result["mean_epoch_s"] is None else f"{result['mean_epoch_s']:.2f}"
     reached = (
         f"{result['seconds_to_target_fit']:.1f} s of fit ({result['seconds_to_target_total']:.1f} s with setup), "
         f"epoch {result['epochs_to_target']}"
@@ -156,7 +162,7 @@ def summary(result: dict[str, Any]) -> str:
     )
     return (
         f"{result['model']} {result['precision']} on {result['device']}: target {result['target']:.4f} {reached}; "
-        f"{result['epochs']} epochs, {result['mean_epoch_s']:.2f} s/epoch, peak memory "
+        f"{result['epochs']} epochs, {mean_epoch} s/epoch, peak memory "
         f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_kind']})"
     )
 

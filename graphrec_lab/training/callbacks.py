@@ -52,7 +52,8 @@ class TargetMetricStop(pl.Callback):
     (since ``on_fit_start``), ``val`` (this check's ``monitor``), ``curve`` (this check's ``curve``,
     recorded only), ``selected_epoch``, ``selected_val``, ``selected_curve``. ``reached_seconds`` /
     ``reached_epoch``: at the first check meeting the target, None if none did. ``fit_start``: the
-    ``time.perf_counter()`` value at ``on_fit_start``; ``stopped_by``: ``"target"``, ``"budget"`` or None.
+    ``time.perf_counter()`` value at ``on_fit_start``; ``stopped_by``: ``"target"``, ``"budget"`` or None;
+    ``stopped_mid_epoch``: the budget ended fit before the epoch's last batch.
     ``on_point``: called with each new point (progress printing).
     """
 
@@ -71,6 +72,7 @@ class TargetMetricStop(pl.Callback):
         self.reached_seconds: float | None = None
         self.reached_epoch: int | None = None
         self.stopped_by: str | None = None
+        self.stopped_mid_epoch = False  # the budget ended fit inside an epoch: its time is partial
         self.fit_start = 0.0
         self._best: tuple[float, int, float] | None = None  # (monitor value, epoch, curve value) of the selected model
 
@@ -80,6 +82,7 @@ class TargetMetricStop(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
         if self.max_seconds is not None and time.perf_counter() - self.fit_start >= self.max_seconds:
             self.stopped_by = self.stopped_by or "budget"
+            self.stopped_mid_epoch = batch_idx + 1 < trainer.num_training_batches
             trainer.should_stop = True
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
