@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from graphrec_lab.config import ConfigError, compose, config_dir
+from graphrec_lab.config import ConfigError, compose, config_dir, register_user_configs
 
 USAGE = __doc__ or ""
 
@@ -43,6 +43,7 @@ def _hydra_run() -> None:
     from hydra.core.hydra_config import HydraConfig
 
     swept = _swept_keys(sys.argv[1:])
+    register_user_configs()  # $GRAPHREC_CONFIG_DIR first, then the shipped configs
 
     @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
     def _main(cfg: DictConfig) -> float | None:
