@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from graphrec_lab.config import ConfigError, validate_config
 from graphrec_lab.distributed import global_rank, launch_local_ranks
 from graphrec_lab.tracking.results import ResultStore
+from graphrec_lab.tracking.paths import safe_dir_name
 from graphrec_lab.training.callbacks import EpochTimer
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _run(
     _check_metric_exists(cfg, task)
 
     name = cfg.name or f"{type(model).__name__.lower()}-{graph.name}"
-    run_dir = Path(cfg.paths.root) / "runs" / name / run_id
+    run_dir = Path(cfg.paths.root) / "runs" / safe_dir_name(name) / run_id
     if global_rank() == 0:  # other ranks write nothing of their own (checkpoint dir: rank 0's, broadcast)
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -251,7 +252,8 @@ def _git(*args: str) -> str | None:
 
 
 def format_metrics_table(metrics: dict[str, float], title: str = "") -> str:
-    """A plain-text table: one row per metric@k, validation and test side by side."""
+    """A plain-text table: one row per metric@k, validation and test side by side, then the run's
+    other numbers; counts (``num_users``, ``epochs``, ``best_epoch``, ``skipped_users/*``) as integers."""
     rows: dict[str, dict[str, float]] = {}
     extra = []
     for key, value in metrics.items():
@@ -260,12 +262,24 @@ def format_metrics_table(metrics: dict[str, float], title: str = "") -> str:
             rows.setdefault(metric, {})[split] = value
         else:
             extra.append((key, value))
-    width = max([len(m) for m in rows] + [6])
+    width = max([len(m) for m in rows] + [len(k) for k, _ in extra] + [6])
     lines = [title, f"{'metric':<{width}}  {'val':>8}  {'test':>8}", "-" * (width + 20)] if title else []
     for metric in sorted(rows, key=lambda m: (m.split("@")[0], int(m.split("@")[1]) if "@" in m and m.split("@")[1].isdigit() else 0)):
         v, t = rows[metric].get("val"), rows[metric].get("test")
-        fmt = lambda x: f"{x:8.4f}" if x is not None else f"{'-':>8}"  # noqa: E731
-        lines.append(f"{metric:<{width}}  {fmt(v)}  {fmt(t)}")
+        lines.append(f"{metric:<{width}}  {_cell(metric, v, 4)}  {_cell(metric, t, 4)}")
     for key, value in extra:
-        lines.append(f"{key:<{width}}  {value:8.3f}")
+        lines.append(f"{key:<{width}}  {_cell(key, value, 3)}")
     return "\n".join(lines)
+
+
+_COUNT_NAMES = ("epochs", "best_epoch", "skipped_users")
+
+
+def _cell(key: str, value: float | None, digits: int) -> str:
+    """One right-aligned 8-wide cell: ``-`` when missing, an integer for a whole-valued count."""
+    if value is None:
+        return f"{'-':>8}"
+    is_count = any(part in _COUNT_NAMES or part.startswith("num_") for part in key.split("/"))
+    if is_count and float(value).is_integer():
+        return f"{int(value):>8d}"
+    return f"{value:8.{digits}f}"
