@@ -11,6 +11,10 @@
                                                  a paper's table (experiments/<name>/paper.yaml)
                                                  beside ours, with absolute and relative deltas
     graphrec-lab data ml100k [overrides]         parse, split and cache a dataset; print its stats
+
+Configs ship inside the package (graphrec_lab/configs/); $GRAPHREC_CONFIG_DIR names a folder of your
+own, searched first (same layout: model/mine.yaml, experiment/x.yaml). A progress bar shows on a
+terminal and never when piped or under CI ($GRAPHREC_PROGRESS=1/0 forces it).
 """
 
 from __future__ import annotations
@@ -50,8 +54,10 @@ def _hydra_run() -> None:
         from hydra.types import RunMode
 
         from graphrec_lab.experiment import run_experiment
+        from graphrec_lab.tracking.console import setup_console
         from graphrec_lab.tracking.wandb import label_run
 
+        setup_console()  # again: Hydra has just configured logging for the job
         hc = HydraConfig.get()
         overrides = list(hc.overrides.task)
         if hc.mode == RunMode.MULTIRUN:
@@ -198,6 +204,10 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
+    if command in ("run", "sweep", "reproduce"):  # the commands that train
+        from graphrec_lab.tracking.console import setup_console
+
+        setup_console()
     try:
         if command == "run":
             sys.argv = [f"graphrec-lab {command}", *rest]

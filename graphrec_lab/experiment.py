@@ -25,7 +25,7 @@ from graphrec_lab.config import ConfigError, validate_config
 from graphrec_lab.distributed import global_rank, launch_local_ranks
 from graphrec_lab.tracking.results import ResultStore
 from graphrec_lab.tracking.paths import safe_dir_name
-from graphrec_lab.training.callbacks import EpochTimer
+from graphrec_lab.training.callbacks import EpochTimer, progress_bar_callbacks, progress_bar_enabled
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def _run(
     # _partial_: pass live callback and logger objects straight to the constructor (Hydra would try
     # to turn them into config nodes).
     trainer: pl.Trainer = instantiate(cfg.trainer, _partial_=True)(
-        callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
+        callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir),
+        enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar")),
     )
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
@@ -102,6 +103,12 @@ def _run(
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         if checkpoint is not None and checkpoint.best_model_path:
             ckpt_path = checkpoint.best_model_path
+        elif checkpoint is not None:
+            log.warning(
+                "no validation ran in %d epochs (trainer.check_val_every_n_epoch=%s): the metrics below are "
+                "the last epoch's, not a selected checkpoint's (best_epoch -1)",
+                trainer.current_epoch, cfg.trainer.get("check_val_every_n_epoch"),
+            )
     elif cfg.get("ckpt_path"):
         ckpt_path = str(cfg.ckpt_path)  # evaluate a saved checkpoint (fit=false)
     fit_s = time.perf_counter() - t_fit
@@ -208,6 +215,7 @@ def _callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
             with open_dict(node):
                 node.dirpath = str(run_dir / "checkpoints")
         out.append(instantiate(node))
+    out.extend(progress_bar_callbacks(cfg.trainer.get("enable_progress_bar")))
     return out
 
 

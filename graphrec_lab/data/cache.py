@@ -64,6 +64,7 @@ def load_or_build_entry(
     if target.exists():
         log.info("processed cache hit: %s", entry)
         return load(target)
+    log.info("processing %s (once: later runs load it from %s)", name, entry)
     obj = build()
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}-", dir=entry.parent))
