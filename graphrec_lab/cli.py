@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from graphrec_lab.config import ConfigError, compose, config_dir, register_user_configs
+from graphrec_lab.tracking.console import PROGRESS_ENV
 
 USAGE = __doc__ or ""
 
@@ -105,6 +107,8 @@ def _sweep(args: list[str]) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every trial")
     ns = parser.parse_intermixed_args(args)
+    if ns.workers > 1:  # several processes drawing bars on one terminal garble each other
+        os.environ.setdefault(PROGRESS_ENV, "0")
     from graphrec_lab.sweeps import run_sweep
     from graphrec_lab.sweeps.study import quiet_lightning
 
