@@ -210,8 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command in ("run", "sweep", "reproduce"):  # the commands that train
         from graphrec_lab.tracking.console import setup_console
+        from graphrec_lab.tracking.wandb import quiet_wandb_console
 
         setup_console()
+        quiet_wandb_console()
     try:
         if command == "run":
             sys.argv = [f"graphrec-lab {command}", *rest]

@@ -4,8 +4,7 @@
 stdout is a terminal and ``$CI`` is unset, off otherwise, so logs and CI output stay line-based.
 ``$GRAPHREC_PROGRESS=1``/``0`` forces it either way. ``setup_console()`` is what the command line
 calls first: it filters the third-party warnings listed in ``KNOWN_WARNINGS`` (each by message and
-category, so a new warning still shows), routes Lightning's log through the root handler once, and
-keeps W&B's console output to what a user needs (its run files are written as before).
+category, so a new warning still shows) and routes Lightning's log through the root handler once.
 """
 
 from __future__ import annotations
@@ -117,29 +116,8 @@ def route_lightning_logs() -> None:
             rank_zero.addFilter(flt)
 
 
-def quiet_wandb() -> None:
-    """W&B prints ~40 lines per run (header, sparkline history, summary, sync hints), all of which
-    the run's files and the final table already hold. Without an API key (offline runs) it is made
-    silent; with one, quiet (the run's URL still prints). Console capture is off, so progress bars
-    are not copied into the run. Settings already in the environment win."""
-    from graphrec_lab.tracking.wandb import wandb_is_configured
-
-    online = wandb_is_configured() and os.environ.get("WANDB_MODE", "") not in ("offline", "disabled", "dryrun")
-    os.environ.setdefault("WANDB_CONSOLE", "off")
-    if online:
-        os.environ.setdefault("WANDB_QUIET", "true")
-        return
-    os.environ.setdefault("WANDB_SILENT", "true")
-    if os.environ["WANDB_SILENT"].lower() in ("1", "true", "yes"):
-        # wandb.init checks its arguments before reading WANDB_SILENT, and Lightning passes
-        # anonymous=None, which wandb>=0.19 answers with a deprecation line; set silent first.
-        import wandb
-
-        wandb.termsetup(wandb.Settings(silent=True), None)
-
-
 def setup_console() -> None:
-    """Everything above, for a command-line entry point (after logging is configured)."""
+    """Both of the above, for a command-line entry point (after logging is configured); W&B's
+    console is kept quiet by ``tracking.wandb.quiet_wandb_console``."""
     filter_known_warnings()
     route_lightning_logs()
-    quiet_wandb()
