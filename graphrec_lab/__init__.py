@@ -1,10 +1,28 @@
-"""graphrec_lab: graph-neural-network recommenders with fused transformer text encoders."""
+"""graphrec_lab: graph-neural-network recommenders with fused transformer text encoders.
+
+``build(cfg)`` builds one run's pieces (``Experiment``: DataModule, model, task, callbacks, loggers,
+trainer); ``run_experiment(cfg)`` builds and runs it. Both load on first use, so that
+``import graphrec_lab`` (the CLI's start, a config check) stays free of torch and Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Public name -> module that defines it, imported on first access (PEP 562).
+_LAZY = {"build": "graphrec_lab.experiment", "run_experiment": "graphrec_lab.experiment", "Experiment": "graphrec_lab.experiment"}
 
-def run_experiment(cfg, overrides=None):  # noqa: ANN001 - lazy import keeps `import graphrec_lab` light
-    """See ``graphrec_lab.experiment.run_experiment``."""
-    from graphrec_lab.experiment import run_experiment as _run
+if TYPE_CHECKING:
+    from graphrec_lab.experiment import Experiment, build, run_experiment
 
-    return _run(cfg, overrides)
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'graphrec_lab' has no attribute {name!r}")
+
+
+__all__ = ["Experiment", "__version__", "build", "run_experiment"]

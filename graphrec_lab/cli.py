@@ -1,4 +1,4 @@
-"""``graphrec-lab`` command line: ``run`` (Hydra, multirun included), ``sweep``, ``report``, ``reproduce``, ``data``.
+"""``graphrec-lab`` command line: ``run`` (Hydra, multirun included), ``sweep``, ``report``, ``study``, ``data``.
 
     graphrec-lab run [hydra overrides]           e.g. graphrec-lab run data=ml100k model=bprmf
     graphrec-lab run -m model=lightgcn,bprmf seed=0,1,2 group=ablation1
@@ -6,10 +6,11 @@
                        [--workers N] [hydra overrides]
     graphrec-lab report [--results PATH ...] [--group G] [--by key,...] [--metrics m,...]
                         [--baseline factor=value] [--format md|latex|csv] [--plot factor --out DIR]
-    graphrec-lab reproduce <experiment> [--budget quick|paper] [--seeds S ...] [--rows ID ...]
-                           [--out DIR] [--report-only] [hydra overrides]
-                                                 a paper's table (experiments/<name>/paper.yaml)
-                                                 beside ours, with absolute and relative deltas
+                        [--wandb]        also the table and plots as a W&B run of the group
+    graphrec-lab study <study> [--budget B] [--seeds S ...] [--rows ID ...]
+                       [--out DIR] [--report-only] [hydra overrides]
+                                                 a study's table (experiments/<name>/study.yaml),
+                                                 resumed after stored cells; ``reproduce`` is an alias
     graphrec-lab data ml100k [overrides]         parse, split and cache a dataset; print its stats
 
 Configs ship inside the package (graphrec_lab/configs/); $GRAPHREC_CONFIG_DIR names a folder of your
@@ -135,11 +136,17 @@ def _report(args: list[str]) -> None:
     parser.add_argument("--digits", type=int, default=4)
     parser.add_argument("--plot", help="a factor to plot each metric against (PNG)")
     parser.add_argument("--out", help="directory for --plot (default: the current directory)")
+    parser.add_argument("--wandb", action="store_true", help="also log the table and plots as a W&B run "
+                        "(job_type report) of the group, in --out, else <results dir>/reports")
     ns = parser.parse_args(args)
     from graphrec_lab.reporting import build_table, load_records, render
     from graphrec_lab.reporting.plots import plot_filename, plot_metric_vs_factor
 
     results = ns.results or [str(compose([]).paths.results)]
+    if ns.wandb:  # the group the report run joins, settled before any work
+        from graphrec_lab.reporting.wandb_push import push_report, report_group
+
+        ns.group = report_group(load_records(results), ns.group)
     table = build_table(
         load_records(results),
         metrics=_split(ns.metrics),
@@ -153,37 +160,42 @@ def _report(args: list[str]) -> None:
         for metric in table.metrics:
             path = plot_metric_vs_factor(table, ns.plot, metric, out / plot_filename(metric, ns.plot))
             print(f"plot: {path}", file=sys.stderr)
+    if ns.wandb:
+        plots = [Path(ns.out or ".") / plot_filename(m, ns.plot) for m in table.metrics] if ns.plot else []
+        run_dir = push_report(table, load_records(results), ns.group, Path(ns.out or Path(results[0]).parent / "reports"),
+                              plots, ns.digits, config={"command": " ".join(["graphrec-lab report", *args])})
+        upload = f" (upload: wandb sync {run_dir})" if run_dir.name.startswith("offline-run") else ""
+        print(f"wandb: report run of group {ns.group}: {run_dir}{upload}", file=sys.stderr)
 
 
-def _reproduce(args: list[str]) -> None:
+def _study(args: list[str], verb: str = "study") -> None:
     parser = argparse.ArgumentParser(
-        prog="graphrec-lab reproduce",
-        description="run a paper's table (experiments/<name>/paper.yaml) and print it beside the paper's",
+        prog=f"graphrec-lab {verb}",
+        description="run a study's table (experiments/<name>/study.yaml), resuming after stored cells, and print it",
     )
-    parser.add_argument("experiment", help="an experiments/ folder name (e.g. lightgcn-sigir20), a folder or a paper.yaml")
-    parser.add_argument("--budget", help="a budget of the experiment file (default: quick, else its first)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: the experiment file's seeds")
-    parser.add_argument("--rows", nargs="+", help="row ids or patterns (gowalla-*); default: every row")
-    parser.add_argument("--out", help="result store and runs directory (default: experiments/<name>/outputs)")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the table from the result store, no training")
-    parser.add_argument("--digits", type=int, default=4)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after the row's and the budget's)")
+    parser.add_argument("experiment", help="a study folder under experiments/ (lightgcn-sigir20, model_zoo/ml100k), a folder or a study.yaml")
+    parser.add_argument("--budget", help="a budget of the study file (default: its default_budget, quick, else its first)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the study file's seeds")
+    parser.add_argument("--rows", nargs="+", help="cell ids or patterns (gowalla-*); default: every cell")
+    parser.add_argument("--out", help="result store and runs directory (default: <study folder>/outputs)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the table from the stored records, no training")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after the cell's and the budget's)")
     ns = parser.parse_intermixed_args(args)
-    from graphrec_lab.reproduce import render_markdown, reproduce, write_report
+    from graphrec_lab.studies import render_markdown, run_study, write_report
     from graphrec_lab.sweeps.study import quiet_lightning
 
     quiet_lightning()
     echo = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731  progress; the table goes to stdout
-    repro = reproduce(
+    result = run_study(
         ns.experiment, budget=ns.budget, seeds=ns.seeds, rows=ns.rows, out=ns.out,
         report_only=ns.report_only, overrides=ns.overrides, echo=echo,
     )  # fmt: skip
-    repro.command = " ".join(["graphrec-lab reproduce", *args])
-    print(render_markdown(repro, ns.digits), end="")
-    path = write_report(repro, digits=ns.digits)
+    result.command = " ".join([f"graphrec-lab {verb}", *args])
+    print(render_markdown(result), end="")
+    path = write_report(result)
     echo(f"table written to {path}")
-    if repro.failed:
-        raise SystemExit(f"{len(repro.failed)} row(s) failed: {', '.join(r.row.id for r in repro.failed)}")
+    if result.failed:
+        raise SystemExit(f"{len(result.failed)} row(s) failed: {', '.join(r.cell.id for r in result.failed)}")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -224,8 +236,8 @@ def main(argv: list[str] | None = None) -> None:
             _sweep(rest)
         elif command == "report":
             _report(rest)
-        elif command == "reproduce":
-            _reproduce(rest)
+        elif command in ("study", "reproduce"):
+            _study(rest, command)
         else:
             raise SystemExit(f"unknown command {command!r}\n{USAGE}")
     except USER_ERRORS as exc:

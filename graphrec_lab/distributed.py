@@ -5,12 +5,13 @@ way run_experiment is called except a plain script: ``graphrec-lab sweep`` would
 sweep on each rank (each rank sampling its own trial), a notebook cannot be re-run, and
 ``graphrec-lab run`` loses its sub-command. Here rank 0 decides the configuration once, writes it
 (resolved hyperparameters included) to ``<paths.root>/ddp/<run id>.yaml``, and starts ranks 1..
-as ``python -m graphrec_lab.distributed <that file>``; every rank then trains exactly that
+as ``python -m graphrec_lab.rank <that file>``; every rank then trains exactly that
 configuration. The environment is the one ``torchrun`` sets (``MASTER_ADDR``, ``MASTER_PORT``,
 ``WORLD_SIZE``, ``NODE_RANK``, ``LOCAL_RANK``), so Lightning sees externally created processes and
 does not launch again. Under ``torchrun``/SLURM (``LOCAL_RANK`` already set) nothing is launched here.
 
 Several nodes are always launched by ``torchrun`` or SLURM (README, "Multi-GPU and multi-node").
+The rank entry point is ``graphrec_lab.rank`` (it runs ``run_experiment``, which imports this launcher).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.environments.lightning import find_free_network_port
 from omegaconf import DictConfig, OmegaConf
+
+from graphrec_lab.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +98,10 @@ def launch_local_ranks(cfg: DictConfig, overrides: list[str] | None = None) -> I
         yield new_run_id()  # single process, or ranks created by torchrun / SLURM / this launcher
         return
     if num_nodes > 1:
-        from graphrec_lab.config import ConfigError
-
         raise ConfigError(
             f"trainer.num_nodes={num_nodes}: start every node with torchrun or SLURM (README, 'Multi-GPU and "
             "multi-node'); graphrec_lab launches the processes of one node only"
         )
-    from lightning.fabric.plugins.environments.lightning import find_free_network_port
-
     run_id = new_run_id()
     config_path = Path(str(cfg.paths.root)) / "ddp" / f"{run_id}.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ def launch_local_ranks(cfg: DictConfig, overrides: list[str] | None = None) -> I
         os.environ.update(env, LOCAL_RANK="0")
         for rank in range(1, nprocs):
             child_env = {**os.environ, "LOCAL_RANK": str(rank)}
-            cmd = [sys.executable, "-m", "graphrec_lab.distributed", str(config_path)]
+            cmd = [sys.executable, "-m", "graphrec_lab.rank", str(config_path)]
             procs.append(subprocess.Popen(cmd, env=child_env))
         log.info("launched ranks 1..%d of %d (config %s, port %s)", nprocs - 1, nprocs, config_path, env["MASTER_PORT"])
         yield run_id
@@ -149,25 +149,3 @@ def launch_local_ranks(cfg: DictConfig, overrides: list[str] | None = None) -> I
                 failed.append((rank, code))
         if ok and failed:
             raise RuntimeError(f"DDP ranks failed (rank, exit code): {failed}; their output is above (config {config_path})")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Rank 1.. entry: ``python -m graphrec_lab.distributed <config.yaml>``."""
-    from graphrec_lab.experiment import run_experiment
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        raise SystemExit("usage: python -m graphrec_lab.distributed <config.yaml written by rank 0>")
-    if "LOCAL_RANK" not in os.environ:
-        raise SystemExit("graphrec_lab.distributed runs ranks started by graphrec_lab's launcher (LOCAL_RANK unset)")
-    logging.basicConfig(level=logging.WARNING, format=f"[rank {os.environ['LOCAL_RANK']}] %(levelname)s %(name)s: %(message)s")
-    path = Path(args[0])
-    cfg = OmegaConf.load(path)
-    overrides_file = path.with_suffix(".overrides")
-    overrides = overrides_file.read_text().splitlines() if overrides_file.exists() else []
-    assert isinstance(cfg, DictConfig)
-    run_experiment(cfg, overrides=overrides)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,33 +1,76 @@
-"""``run_experiment``: the one entry point of every run, sweep trial, ablation cell and notebook.
+"""``run_experiment``: the one entry point of every run, sweep trial, ablation cell and notebook;
+``build``: the pieces it wires together, for benchmarks, notebooks and tests.
 
-seed -> validate config -> DataModule -> model -> task -> callbacks, loggers, trainer -> fit (model
-selection on validation) -> test the selected checkpoint -> one result record -> metrics.
+validate config -> seed -> ``build`` (DataModule -> model -> task -> callbacks, loggers, trainer) -> fit
+(model selection on validation) -> test the selected checkpoint -> one result record -> metrics.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
 
 from graphrec_lab.config import ConfigError, validate_config
-from graphrec_lab.distributed import global_rank, launch_local_ranks
+from graphrec_lab.data.graph import InteractionGraph
+from graphrec_lab.data.protocols import DataModule, ItemGroupSource, ItemTextSource, implements
+from graphrec_lab.distributed import global_rank, launch_local_ranks, new_run_id
 from graphrec_lab.tracking.results import ResultStore
 from graphrec_lab.tracking.paths import safe_dir_name
+from graphrec_lab.tracking.wandb_dashboard import finish_wandb_run
 from graphrec_lab.training.callbacks import EpochTimer, progress_bar_callbacks, progress_bar_enabled
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Experiment:
+    """One run's pieces, built from a config by ``build`` and wired as ``run_experiment`` uses them.
+
+    ``graph``: the processed dataset (``datamodule.load_graph()``); ``name``: the run's name
+    (``cfg.name`` or ``<model>-<dataset>``); ``run_dir``: ``<paths.root>/runs/<name>/<run_id>``, where
+    checkpoints and logger files go; ``timer``: the ``EpochTimer`` among ``callbacks``.
+    """
+
+    cfg: DictConfig
+    datamodule: DataModule
+    graph: InteractionGraph
+    model: nn.Module
+    task: pl.LightningModule
+    callbacks: list[Callback]
+    loggers: list[Logger]
+    trainer: pl.Trainer
+    timer: EpochTimer
+    name: str
+    run_id: str
+    run_dir: Path
+
+
+def build(cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), run_id: str | None = None) -> Experiment:
+    """Validate ``cfg``, seed every RNG from ``cfg.seed`` and build the run's pieces without running
+    anything: the DataModule (prepared and set up), the model (with text features when ``cfg.text``
+    is set), the task attached to the training graph, callbacks, loggers and the trainer.
+
+    ``extra_callbacks`` are added to the configured ones; ``run_id`` names the run directory (a new
+    ``<time>-<6 hex>`` when None). Creates ``run_dir`` on rank 0.
+    """
+    validate_config(cfg)
+    _check_optimized_metric(cfg)
+    return _build(cfg, extra_callbacks, run_id or new_run_id())
 
 
 def run_experiment(
@@ -45,8 +88,7 @@ def run_experiment(
     """
     t_start = time.perf_counter()
     validate_config(cfg)
-    if not str(cfg.optimized_metric).startswith("val/"):
-        raise ConfigError(f"optimized_metric={cfg.optimized_metric!r}: model selection must use a val/ metric")
+    _check_optimized_metric(cfg)
     # DDP & co.: ranks 1.. are started here with this exact config (graphrec_lab.distributed).
     with launch_local_ranks(cfg, overrides) as run_id:
         return _run(cfg, overrides, extra_callbacks, run_id, t_start)
@@ -56,38 +98,10 @@ def _run(
     cfg: DictConfig, overrides: list[str] | None, extra_callbacks: Sequence[Callback], run_id: str, t_start: float
 ) -> dict[str, float]:
     """The body of ``run_experiment`` on one rank."""
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-
-    datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    graph = datamodule.load_graph()
-    text = _build_text(cfg, datamodule)
-    model_kwargs: dict[str, Any] = {}
-    if text is not None:
-        model_kwargs["item_features"] = text.attach(_item_texts(cfg, datamodule))
-    model = instantiate(cfg.model, num_users=graph.num_users, num_items=graph.num_items, **model_kwargs)
-    item_groups = datamodule.item_groups() if hasattr(datamodule, "item_groups") else None
-    task = instantiate(cfg.task, model=model, text=text, item_groups=item_groups, _recursive_=False, _convert_="all")
-    task.attach_graph(datamodule.train_graph)
-    _check_metric_exists(cfg, task)
-
-    name = cfg.name or f"{type(model).__name__.lower()}-{graph.name}"
-    run_dir = Path(cfg.paths.root) / "runs" / safe_dir_name(name) / run_id
-    if global_rank() == 0:  # other ranks write nothing of their own (checkpoint dir: rank 0's, broadcast)
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-    callbacks = _callbacks(cfg, run_dir)
-    timer = EpochTimer()
-    callbacks.append(timer)
-    callbacks.extend(extra_callbacks)
-    loggers = _loggers(cfg, run_dir, name)
-    # _partial_: pass live callback and logger objects straight to the constructor (Hydra would try
-    # to turn them into config nodes).
-    trainer: pl.Trainer = instantiate(cfg.trainer, _partial_=True)(
-        callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir),
-        enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar")),
-    )
+    built = _build(cfg, extra_callbacks, run_id)
+    datamodule, graph, model, task = built.datamodule, built.graph, built.model, built.task
+    callbacks, loggers, trainer, timer = built.callbacks, built.loggers, built.trainer, built.timer
+    name, run_dir = built.name, built.run_dir
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
         lg.log_hyperparams(resolved)  # type: ignore[arg-type]
@@ -159,9 +173,8 @@ def _run(
     if trainer.is_global_zero:
         ResultStore(cfg.paths.results).append(record)
     for lg in loggers if trainer.is_global_zero else []:  # other ranks hold no-op logger experiments
-        if isinstance(lg, WandbLogger):
-            lg.experiment.summary.update({k: v for k, v in metrics.items()})
-            lg.experiment.finish()
+        if isinstance(lg, WandbLogger):  # summary, metrics Table, curves, artifacts; closes the run
+            finish_wandb_run(lg, record)
         else:
             lg.log_metrics({k: v for k, v in metrics.items()})
             lg.finalize("success")
@@ -170,32 +183,67 @@ def _run(
     return metrics
 
 
-def _build_text(cfg: DictConfig, datamodule: Any) -> Any:
+def _check_optimized_metric(cfg: DictConfig) -> None:
+    if not str(cfg.optimized_metric).startswith("val/"):
+        raise ConfigError(f"optimized_metric={cfg.optimized_metric!r}: model selection must use a val/ metric")
+
+
+def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) -> Experiment:
+    """``build`` after validation: seed, then every piece in the order whose RNG draws a seed fixes."""
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    if not implements(datamodule, DataModule):
+        raise ConfigError(f"data._target_={cfg.data.get('_target_')!r} does not build a DataModule (graphrec_lab.data.protocols)")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    graph = datamodule.load_graph()
+    text = _build_text(cfg)
+    model_kwargs: dict[str, Any] = {}
+    if text is not None:
+        model_kwargs["item_features"] = text.attach(_item_texts(cfg, datamodule))
+    model = instantiate(cfg.model, num_users=graph.num_users, num_items=graph.num_items, **model_kwargs)
+    item_groups = datamodule.item_groups() if implements(datamodule, ItemGroupSource) else None
+    task = instantiate(cfg.task, model=model, text=text, item_groups=item_groups, _recursive_=False, _convert_="all")
+    task.attach_graph(datamodule.train_graph)
+    _check_metric_exists(cfg, task)
+
+    name = cfg.name or f"{type(model).__name__.lower()}-{graph.name}"
+    run_dir = Path(cfg.paths.root) / "runs" / safe_dir_name(name) / run_id
+    if global_rank() == 0:  # other ranks write nothing of their own (checkpoint dir: rank 0's, broadcast)
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    callbacks = _callbacks(cfg, run_dir)
+    timer = EpochTimer()
+    callbacks.append(timer)
+    callbacks.extend(extra_callbacks)
+    loggers = _loggers(cfg, run_dir, name)
+    # _partial_: pass live callback and logger objects straight to the constructor (Hydra would try
+    # to turn them into config nodes).
+    trainer: pl.Trainer = instantiate(cfg.trainer, _partial_=True)(
+        callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir),
+        enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar")),
+    )
+    return Experiment(cfg, datamodule, graph, model, task, callbacks, loggers, trainer, timer, name, run_id, run_dir)
+
+
+def _build_text(cfg: DictConfig) -> Any:
     """The item-text features (``cfg.text``), or None for an ID-only run."""
     if cfg.get("text") is None:
         return None
-    import inspect
-
-    model_cls = _import_target(str(cfg.model._target_))
+    model_cls = get_class(str(cfg.model._target_))
     if "item_features" not in inspect.signature(model_cls).parameters:
         raise ConfigError(f"text: model {cfg.model._target_} takes no input features; drop text= or pick a trainable model")
     return instantiate(cfg.text)
 
 
-def _item_texts(cfg: DictConfig, datamodule: Any) -> list[str]:
-    texts = getattr(datamodule, "item_texts", None)
-    if texts is None:
+def _item_texts(cfg: DictConfig, datamodule: object) -> list[str]:
+    if not implements(datamodule, ItemTextSource):
         raise ConfigError(
             f"text: data module {type(datamodule).__name__} ({cfg.data.get('dataset')}) has no item text; "
             "use a data config with text (e.g. data=amazon_scientific or data=ml100k_text)"
         )
-    return list(texts())
-
-
-def _import_target(target: str) -> Any:
-    from hydra.utils import get_class
-
-    return get_class(target)
+    return list(datamodule.item_texts())
 
 
 def _check_metric_exists(cfg: DictConfig, task: Any) -> None:

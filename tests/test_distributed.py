@@ -141,11 +141,11 @@ def _load(path: Path) -> dict:
 
 
 def test_ddp_module_refuses_to_run_outside_a_launch(monkeypatch, tmp_path):
-    from graphrec_lab import distributed
+    from graphrec_lab import rank
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     with pytest.raises(SystemExit, match="LOCAL_RANK unset"):
-        distributed.main([str(tmp_path / "x.yaml")])
+        rank.main([str(tmp_path / "x.yaml")])
 
 
 @pytest.mark.slow
@@ -188,12 +188,12 @@ def test_two_nodes_over_loopback_evaluate_a_checkpoint_like_one_process(out_dir,
 
 
 def test_gpu_check_script_runs_on_cpu_in_fp32_and_bf16(tmp_path):
-    """experiments/gpu_check/check.py is meant for a GPU machine; its CPU smoke mode keeps it from
+    """benchmarks/gpu_check/check.py is meant for a GPU machine; its CPU smoke mode keeps it from
     rotting (bf16-mixed included: sparse propagation must stay in fp32 under autocast)."""
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "experiments" / "gpu_check" / "check.py"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check" / "check.py"
     out = subprocess.run(
         [sys.executable, str(script), "--accelerator", "cpu", "--data", "synthetic", "--epochs", "1", "--out", str(tmp_path),
          "data.synthetic.num_users=120", "data.synthetic.num_items=150", "data.cache_dir=none"],

@@ -1,4 +1,4 @@
-"""Slow: the whole pipeline on the real files in ../shared/datasets (CI runs these)."""
+"""Slow: the whole pipeline on the real files in $GRAPHREC_DATA_DIR (CI runs these)."""
 
 from __future__ import annotations
 

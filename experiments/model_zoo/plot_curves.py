@@ -1,5 +1,7 @@
-"""Plot the learning curves that ``run.py --curve`` writes (``curves_<data>.csv``): a test metric
-against epochs, one line per model (and seed), with published values as dashed lines.
+"""Plot the learning curves of a study run with ``curves: true`` (``outputs/curves_<budget>.csv``:
+cell, seed, epoch, ``val/...``, ``curve/test/...``) or of the committed ``gowalla_h200/curves_*.csv``
+(model, seed, epoch, val_ndcg@20, test_recall@20, test_ndcg@20): a test metric against epochs, one
+line per model or cell (and seed), with published values as dashed lines.
 
     python experiments/model_zoo/plot_curves.py experiments/model_zoo/gowalla_h200/curves_*.csv \
         --published lightgcn=0.1830 ngcf=0.1570 --out experiments/model_zoo/gowalla_h200/curves.png
@@ -10,6 +12,9 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+
+
+STUDY_COLUMNS = {"test_recall@20": "curve/test/recall@20", "test_ndcg@20": "curve/test/ndcg@20", "val_ndcg@20": "val/ndcg@20"}
 
 
 def main() -> None:
@@ -30,10 +35,13 @@ def main() -> None:
     for path in args.csvs:
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
-                if args.models and row["model"] not in args.models:
+                name = row.get("model") or row["cell"]
+                # A study's curves file names the metrics as they were logged.
+                value = row.get(args.metric) or row.get(STUDY_COLUMNS[args.metric])
+                if (args.models and name not in args.models) or not value:
                     continue
-                label = f"{row['model']} seed {row['seed']} ({path.stem})"
-                lines.setdefault(label, []).append((int(row["epoch"]), float(row[args.metric])))
+                label = f"{name} seed {row['seed']} ({path.stem})"
+                lines.setdefault(label, []).append((int(row["epoch"]), float(value)))
     if not lines:
         raise SystemExit(f"no curve points in {[str(p) for p in args.csvs]}")
     fig, ax = plt.subplots(figsize=(7, 4.5))

@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader
 
 from graphrec_lab.data.cache import load_or_build
 from graphrec_lab.data.graph import DataValidationError, InteractionGraph
-from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty
+from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty, cold_item_mask
 from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers, ShardedEvalSampler
+from graphrec_lab.data.sources import DatasetSource, ensure_files, file_sha256, resolve_source
 from graphrec_lab.data.synthetic import generate_synthetic
 from graphrec_lab.data.train_graph import TrainGraph
 
@@ -126,16 +127,12 @@ class InteractionDataModule(pl.LightningDataModule):
         else:
             source = self._source()
             source_dir = source.path(self.data_dir)
-            from graphrec_lab.data.sources import ensure_files
-
             ensure_files(source, self.data_dir, download=self.download)
             parts["files"] = source.fingerprint(self.data_dir) if source.files else _folder_fingerprint(source_dir)
             parts["reader"] = self.reader_kwargs
         return parts
 
-    def _source(self):
-        from graphrec_lab.data.sources import resolve_source
-
+    def _source(self) -> DatasetSource:
         return resolve_source(self.dataset)  # registered, recbole:<name> or unisrec:<Prefix>
 
     def _build(self) -> InteractionGraph:
@@ -204,8 +201,6 @@ class InteractionDataModule(pl.LightningDataModule):
     def item_groups(self) -> dict[str, torch.Tensor]:
         """Item groups for ``FullRankingEvaluator(item_groups=...)``: ``{"cold": [I] bool, "warm": [I]
         bool}`` under the cold-start protocol (``cold_item_fraction > 0``), else ``{}``."""
-        from graphrec_lab.data.preprocess import cold_item_mask
-
         graph = self.load_graph()
         if not graph.meta.get("cold_items"):
             return {}
@@ -244,8 +239,6 @@ class InteractionDataModule(pl.LightningDataModule):
 
 
 def _folder_fingerprint(folder: Path) -> dict[str, str]:
-    from graphrec_lab.data.sources import file_sha256
-
     if not folder.is_dir():
         return {}
     return {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}

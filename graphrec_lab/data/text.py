@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from graphrec_lab.data.errors import format_error
 from graphrec_lab.data.graph import DataValidationError, RawInteractions
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,6 @@ def read_text_lines(path: str | Path, encoding: str = "utf-8", errors: str = "er
     Only ``\\n`` (and ``\\r\\n``) end a line, unlike ``str.splitlines``, which also splits on characters
     such as U+2028 that can occur inside product titles.
     """
-    # Imported here: the readers in graphrec_lab.data.sources import this module.
-    from graphrec_lab.data.sources.base import format_error
-
     if errors not in DECODE_ERRORS:
         raise ValueError(f"errors={errors!r}: expected one of {DECODE_ERRORS}")
     path = Path(path)

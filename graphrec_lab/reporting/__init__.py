@@ -1,4 +1,5 @@
-"""Turning run results into tables, significance tests and plots (``graphrec-lab report``)."""
+"""Turning run results into tables, significance tests and plots (``graphrec-lab report``), and
+pushing them to W&B (``report --wandb``)."""
 
 from graphrec_lab.reporting.report import (
     ReportError,
@@ -13,8 +14,9 @@ from graphrec_lab.reporting.report import (
 )
 from graphrec_lab.reporting.significance import PairedTest, paired_test
 from graphrec_lab.reporting.tables import mean_std
+from graphrec_lab.reporting.wandb_push import push_report
 
 __all__ = [
     "PairedTest", "ReportError", "Row", "Table", "build_table", "load_records", "mean_std",
-    "paired_test", "render", "to_csv", "to_latex", "to_markdown",
+    "paired_test", "push_report", "render", "to_csv", "to_latex", "to_markdown",
 ]

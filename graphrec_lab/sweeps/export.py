@@ -24,6 +24,7 @@ from graphrec_lab.config import ConfigError, config_dir, register_user_configs
 
 def config_groups(overrides: Sequence[str]) -> set[str]:
     """The config groups (``model``, ``data``, ``experiment``...) of the composed run config."""
+    # Hydra's composer imported on use, as in graphrec_lab.config.compose.
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -38,9 +38,11 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from graphrec_lab.config import ConfigError, compose, validate_config
+from graphrec_lab.experiment import run_experiment
 from graphrec_lab.sweeps.config import SweepConfig
 from graphrec_lab.sweeps.pruning import OptunaPruning
 from graphrec_lab.sweeps.space import SearchSpace
+from graphrec_lab.tracking.wandb import finish_active_run, label_run
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -281,9 +283,6 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
 def objective(trial: optuna.Trial, run: SweepRun, space: SearchSpace) -> float:
     """One trial: sample, compose, ``run_experiment`` with pruning; FAIL keeps the error message."""
-    from graphrec_lab.experiment import run_experiment
-    from graphrec_lab.tracking.wandb import finish_active_run, label_run
-
     try:  # the worker identity is already on the trial (TrialSeededSampler.before_trial)
         params = space.suggest(trial)
         overrides = merge_overrides(run.base_overrides, SearchSpace.to_overrides(params))

@@ -134,7 +134,7 @@ def finish(study: optuna.Study, run: SweepRun, elapsed_s: float) -> SweepSummary
 
 def write_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     """Optimisation history and parameter importances as PNG; a plot that cannot be drawn is logged."""
-    import matplotlib
+    import matplotlib  # only the summary plots need it (seconds to import)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

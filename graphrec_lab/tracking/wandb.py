@@ -3,7 +3,8 @@
 Sweeps and ablations: every trial or multirun cell is its own W&B run. ``label_run`` puts it in the
 study's or ablation's group, names it by the factors that vary and tags it with them;
 ``make_wandb_logger`` defines the summaries (best validation value, last test value) so that the
-dashboard's run table compares like with like.
+dashboard's run table compares like with like, and charts ``val/*`` and ``train/*`` against the
+epoch. What a run logs when it ends (metrics Table, curves, artifacts): ``wandb_dashboard``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, open_dict
+
+from graphrec_lab.tracking.wandb_dashboard import DashboardWandbLogger
 
 WANDB_TAG_MAX = 64  # W&B rejects longer tags
 WANDB_NAME_MAX = 128
@@ -32,6 +35,26 @@ def wandb_is_configured() -> bool:
         return False
 
 
+_ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline", "disabled": "disabled"}
+
+
+def resolve_mode(mode: str, key: str = "logger.wandb.mode") -> str:
+    """``auto`` -> the ``WANDB_MODE`` environment variable when set, else ``online`` with an API key
+    and ``offline`` without one; other modes as they are.
+
+    The variable is read here because an explicit ``mode`` passed to ``wandb.init`` overrides it:
+    ``WANDB_MODE=offline`` with an API key configured must still give an offline run.
+    """
+    if mode not in ("auto", "online", "offline", "disabled"):
+        raise ValueError(f"{key}={mode!r}: expected auto, online, offline or disabled")
+    if mode == "auto":
+        env = os.environ.get("WANDB_MODE", "").strip().lower()
+        if env in _ENV_MODES:
+            return _ENV_MODES[env]
+        return "online" if wandb_is_configured() else "offline"
+    return mode
+
+
 def make_wandb_logger(
     project: str = "graphrec_lab",
     save_dir: str = "outputs/wandb",
@@ -40,19 +63,20 @@ def make_wandb_logger(
     tags: list[str] | None = None,
     mode: str = "auto",
     entity: str | None = None,
+    log_artifacts: bool = True,
 ) -> WandbLogger:
-    """A ``WandbLogger``; ``mode="auto"`` means online with an API key, offline without one.
+    """A ``WandbLogger``; ``mode="auto"``: ``WANDB_MODE`` if set, else online with an API key,
+    offline without one.
 
-    Offline runs land in ``<save_dir>/wandb/offline-run-*`` (config and metrics included) and can be
-    uploaded later with ``wandb sync``. Summaries: ``val/*`` keep their maximum (every ranking metric
-    is higher-is-better), ``test/*`` their last value.
+    Offline runs land in ``<save_dir>/wandb/offline-run-*`` (config, metrics, tables and artifact
+    manifests included) and can be uploaded later with ``wandb sync``. Summaries: ``val/*`` keep
+    their maximum (every ranking metric is higher-is-better), ``test/*`` their last value; ``val/*``
+    and ``train/*`` are charted against ``epoch``. ``log_artifacts``: log the selected checkpoint and
+    the result record as Artifacts when the run ends.
     """
-    if mode not in ("auto", "online", "offline", "disabled"):
-        raise ValueError(f"logger.wandb.mode={mode!r}: expected auto, online, offline or disabled")
-    if mode == "auto":
-        mode = "online" if wandb_is_configured() else "offline"
+    mode = resolve_mode(mode)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    logger = WandbLogger(
+    logger = DashboardWandbLogger(
         project=project,
         save_dir=save_dir,
         name=name,
@@ -61,10 +85,14 @@ def make_wandb_logger(
         entity=entity,
         mode=mode,
         offline=mode == "offline",
+        log_artifacts=log_artifacts,
     )
     if mode != "disabled":
         run = logger.experiment  # starts the run now (Lightning would at the first log call)
-        run.define_metric("val/*", summary="max")
+        # Lightning adds the epoch to every row it logs; x-axis of the per-epoch curves.
+        run.define_metric("epoch")
+        run.define_metric("val/*", step_metric="epoch", summary="max")
+        run.define_metric("train/*", step_metric="epoch")
         run.define_metric("test/*", summary="last")
     return logger
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphrec_lab.data.news import ImpressionBatch
+from graphrec_lab.data.protocols import DataModule, ImpressionSource, implements
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.evaluation.impressions import DEFAULT_KS, ImpressionEvaluator
 from graphrec_lab.models.news.base import NewsRecommender
@@ -97,8 +98,8 @@ class NewsTask(TextAdapterCheckpoints):
         self._graph = self._on_device(self._graph)
         return self._graph
 
-    def _datamodule(self) -> Any:
-        trainer = getattr(self, "_trainer", None)
+    def _datamodule(self) -> DataModule | None:
+        trainer = getattr(self, "_trainer", None)  # None outside a Trainer (a task driven by hand)
         return getattr(trainer, "datamodule", None) if trainer is not None else None
 
     def _train_graph_for(self, batch: ImpressionBatch) -> TrainGraph | None:
@@ -111,7 +112,7 @@ class NewsTask(TextAdapterCheckpoints):
     def on_train_start(self) -> None:
         dm = self._datamodule()
         uses_graph = getattr(self.model, "uses_graph", True)
-        self._fold_graphs = list(dm.fold_graphs()) if uses_graph and dm is not None and hasattr(dm, "fold_graphs") else []
+        self._fold_graphs = list(dm.fold_graphs()) if uses_graph and implements(dm, ImpressionSource) else []
         self._refresh_text()
 
     def _refresh_text(self) -> None:
@@ -178,7 +179,7 @@ class NewsTask(TextAdapterCheckpoints):
             # The data's article counts (referenced articles without text, what the policy dropped)
             # ride along with the test metrics, so they reach the run record.
             dm = self._datamodule()
-            report = dm.missing_news_report() if dm is not None and hasattr(dm, "missing_news_report") else {}
+            report = dm.missing_news_report() if implements(dm, ImpressionSource) else {}
             logged.update({f"data/{k}": float(v) for k, v in report.items() if isinstance(v, (int, float))})
         self.log_dict(logged, sync_dist=False)  # already reduced by the metric states
         return logged
@@ -194,8 +195,7 @@ class NewsTask(TextAdapterCheckpoints):
 
     def on_test_epoch_start(self) -> None:
         dm = self._datamodule()
-        graph = getattr(dm, "test_graph", None) if dm is not None else None
-        self._start_eval(graph if isinstance(graph, TrainGraph) else self.graph)
+        self._start_eval(dm.test_graph if implements(dm, ImpressionSource) else self.graph)
 
     def test_step(self, batch: ImpressionBatch, batch_idx: int) -> None:
         self._eval_step(self.test_evaluator, batch)

@@ -12,7 +12,7 @@ def adam(groups: list[dict[str, Any]], lr: float, weight_decay: float = 0.0) -> 
 
     The fused kernel updates every parameter in one pass instead of a dozen elementwise ops per
     tensor: on a [70839, 64] ID table (Gowalla) one step takes 3.7 ms instead of 10.7 ms on this CPU
-    (experiments/speed/kernels.py). Same arithmetic as the default implementation up to rounding
+    (benchmarks/speed/kernels.py). Same arithmetic as the default implementation up to rounding
     (tests/test_optim.py).
     It needs floating-point parameters on a CPU or CUDA device; anything else keeps the default.
     """

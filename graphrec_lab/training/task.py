@@ -15,9 +15,11 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 
+from graphrec_lab.config import ConfigError
 from graphrec_lab.data.neighbor_sampling import NeighborSampler
 from graphrec_lab.data.sampling import EvalBatch, TrainBatch
-from graphrec_lab.data.train_graph import TrainGraph, operator_cache
+from graphrec_lab.data.train_graph import TrainGraph
+from graphrec_lab.ops.sparse import operator_cache
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
@@ -105,8 +107,6 @@ class RecommendationTask(TextAdapterCheckpoints):
             self._check_sampling()
 
     def _check_sampling(self) -> None:
-        from graphrec_lab.config import ConfigError
-
         assert self.sampling is not None
         fanouts = list(self.sampling.get("fanouts") or [])
         unknown = sorted(set(self.sampling) - {"fanouts", "row_updates"})
@@ -139,8 +139,6 @@ class RecommendationTask(TextAdapterCheckpoints):
             objective.bind(self.model, graph)
         if self.sampling is not None:
             if type(graph) is not TrainGraph:
-                from graphrec_lab.config import ConfigError
-
                 raise ConfigError(f"task.sampling: the data's {type(graph).__name__} carries more than user-item edges; sample plain interaction graphs only")
             self._sampler = NeighborSampler(graph, self.sampling["fanouts"])
 
@@ -224,8 +222,6 @@ class RecommendationTask(TextAdapterCheckpoints):
 
     def on_fit_start(self) -> None:
         if self._lazy is not None and self.trainer.world_size > 1:
-            from graphrec_lab.config import ConfigError
-
             raise ConfigError("task.sampling.row_updates=lazy_adam updates rows outside DDP's gradient sync; use dense under DDP")
 
     def _training_step(self, batch: TrainBatch) -> Tensor:

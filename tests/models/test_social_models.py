@@ -199,8 +199,8 @@ def test_mhcn_motif_matrices_on_a_hand_made_graph():
 
 def test_mhcn_shapes_gradients_objective_determinism():
     from graphrec_lab.data.sampling import TrainBatch
-    from graphrec_lab.models.gnn.mhcn import MHCN, MHCNSelfSupervision
-    from graphrec_lab.training.objectives import StepContext
+    from graphrec_lab.models.gnn.mhcn import MHCN
+    from graphrec_lab.training.objectives import MHCNSelfSupervision, StepContext
 
     g = graph(symmetric=False)
     torch.manual_seed(5)

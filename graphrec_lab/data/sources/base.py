@@ -3,7 +3,7 @@
 A ``DatasetSource`` ties a registry name to a folder under the data directory, the files that
 must be there, their canonical sha256 and download locations, and the reader that turns the folder
 into ``RawInteractions``. Keeping this metadata in one frozen record means the download, checksum
-and cache-key logic is written once, not per dataset.
+and cache-key logic is written once, not per dataset. The named sources are listed in ``registry``.
 """
 
 from __future__ import annotations
@@ -13,39 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from graphrec_lab.data.errors import DataFormatError, DatasetNotFoundError, format_error, not_found_error
 from graphrec_lab.data.graph import RawInteractions
-
-
-class DataFormatError(ValueError):
-    """A dataset file does not have the expected format.
-
-    The message starts with ``"<path>:<line>: "`` (1-based line) when one line is at fault, else
-    with ``"<path>: "``, so editors and terminals can jump straight to the problem.
-    """
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """Files a dataset needs are absent and could not be downloaded."""
-
-
-def format_error(path: str | Path, line: int | None, message: str) -> DataFormatError:
-    """Build a ``DataFormatError`` with the ``path:line: `` prefix of the contract."""
-    where = f"{path}:{line}" if line is not None else f"{path}"
-    return DataFormatError(f"{where}: {message}")
-
-
-def not_found_error(
-    missing: list[str] | tuple[str, ...], folder: Path, url: str, reason: str | None = None
-) -> DatasetNotFoundError:
-    """Build a ``DatasetNotFoundError`` that names the files, the folder, the URL and the fix."""
-    names = ", ".join(missing) if missing else "(the dataset folder)"
-    why = f" ({reason})" if reason else ""
-    return DatasetNotFoundError(
-        f"missing {names} in {folder}{why}. Download the dataset from {url} on a machine with "
-        f"internet (loaders download it automatically when download is enabled), or place the "
-        f"files in {folder} yourself; the data directory is set by GRAPHREC_DATA_DIR or "
-        f"data.data_dir."
-    )
+from graphrec_lab.data.sources.download import ensure_files, file_sha256
 
 
 @dataclass(frozen=True)
@@ -70,8 +40,6 @@ class DatasetSource:
 
     def load(self, data_dir: str | Path, download: bool = True, **reader_kwargs) -> RawInteractions:
         """Make sure the files are present and verified (downloading if allowed), then read them."""
-        from graphrec_lab.data.sources.download import ensure_files
-
         folder = ensure_files(self, data_dir, download=download)
         return self.reader(folder, **reader_kwargs)
 
@@ -81,8 +49,6 @@ class DatasetSource:
         A source with no declared files (an ad-hoc RecBole folder) is fingerprinted over every
         regular file in its folder, so editing any of them invalidates caches.
         """
-        from graphrec_lab.data.sources.download import file_sha256
-
         folder = self.path(data_dir)
         names = list(self.files) or sorted(
             p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -93,58 +59,6 @@ class DatasetSource:
         return h.hexdigest()
 
 
-SOURCES: dict[str, DatasetSource] = {}
-
-
-def get_source(name: str) -> DatasetSource:
-    """The registered source called ``name``; unknown names raise ``KeyError`` listing the known ones."""
-    try:
-        return SOURCES[name]
-    except KeyError:
-        known = ", ".join(sorted(SOURCES))
-        raise KeyError(
-            f"unknown dataset source {name!r}; known: {known}. For RecBole atomic files use "
-            "graphrec_lab.data.sources.recbole_atomic.recbole_source(name)"
-        ) from None
-
-
-def _register() -> None:
-    # Imported here (not at the top) because the readers import the error classes above.
-    from graphrec_lab.data.sources.lightgcn_text import read_lightgcn_text
-    from graphrec_lab.data.sources.movielens import read_movielens_100k
-
-    gowalla_raw = "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data/gowalla"
-    gowalla_files = ("train.txt", "test.txt", "user_list.txt", "item_list.txt")
-    SOURCES["gowalla"] = DatasetSource(
-        name="gowalla",
-        dirname="gowalla",
-        files=gowalla_files,
-        url="https://github.com/gusye1234/LightGCN-PyTorch/tree/master/data/gowalla",
-        checksums={
-            "train.txt": "7244696fdeb23911319cf7b689f2e15a3c4c92549c873a5677b44e3f13cc3e62",
-            "test.txt": "099a2a73924e4b754dc6efd730d764f492321b53c38eb93298850c83acf57be3",
-            "user_list.txt": "5344c4d0deef610e1f148f23ad216a0db03b36f88834cd39a06786a672c5f5a1",
-            "item_list.txt": "6b186f92890cc3f0c15a6dae5d6285f125a302bb8c5ea0cd9a16cf9c16347139",
-        },
-        downloads=tuple((f"{gowalla_raw}/{f}", f"file:{f}") for f in gowalla_files),
-        reader=read_lightgcn_text,
-    )
-    SOURCES["ml-100k"] = DatasetSource(
-        name="ml-100k",
-        dirname="ml-100k",
-        files=("u.data", "u.item", "u.user", "u.genre", "u.info"),
-        url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-        checksums={
-            # u.data: sha256 of the original GroupLens file (no header line).
-            "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
-            "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
-            "u.user": "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
-            "u.genre": "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb",
-            "u.info": "5b0a40b2e47a729ee6203063f6dcf8790c2e63f5a18663e6ee318a72c5f3c27b",
-        },
-        downloads=(("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "zip:ml-100k/"),),
-        reader=read_movielens_100k,
-    )
-
-
-_register()
+# The error types and their builders are the data layer's (``graphrec_lab.data.errors``); readers
+# import them from here too.
+__all__ = ["DataFormatError", "DatasetNotFoundError", "DatasetSource", "format_error", "not_found_error"]

@@ -16,18 +16,33 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
-from graphrec_lab.data.sources.base import (
-    DataFormatError,
-    DatasetSource,
-    DatasetNotFoundError,
-    not_found_error,
-)
+from graphrec_lab.data.errors import DataFormatError, DatasetNotFoundError, not_found_error
 
 DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
 # (resolved path, size, mtime_ns) -> sha256, so load() + fingerprint() hash each file once.
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+class SourceFiles(Protocol):
+    """What ``ensure_files`` reads of a dataset source (``base.DatasetSource`` has it all; a Protocol,
+    so that ``DatasetSource.load`` can call this module without the two importing each other)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dirname(self) -> str: ...
+    @property
+    def files(self) -> tuple[str, ...]: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def checksums(self) -> dict[str, str]: ...
+    @property
+    def downloads(self) -> tuple[tuple[str, str], ...]: ...
+    def path(self, data_dir: str | Path) -> Path: ...
 
 
 def file_sha256(path: str | Path) -> str:
@@ -46,7 +61,7 @@ def file_sha256(path: str | Path) -> str:
     return digest
 
 
-def _verify(source: DatasetSource, folder: Path, names: list[str] | tuple[str, ...], origin: str) -> None:
+def _verify(source: SourceFiles, folder: Path, names: list[str] | tuple[str, ...], origin: str) -> None:
     for name in names:
         expected = source.checksums.get(name)
         if expected is None:
@@ -81,7 +96,7 @@ def _extract(archive: Path, prefix: str, dest: Path) -> None:
                 shutil.copyfileobj(src, out, _CHUNK)
 
 
-def ensure_files(source: DatasetSource, data_dir: str | Path, download: bool = True) -> Path:
+def ensure_files(source: SourceFiles, data_dir: str | Path, download: bool = True) -> Path:
     """Return the source's folder once every file in ``source.files`` is present and verified.
 
     Present files are checked against ``source.checksums`` (mismatch: ``DataFormatError``, the file
@@ -144,4 +159,4 @@ def ensure_files(source: DatasetSource, data_dir: str | Path, download: bool = T
     return folder
 
 
-__all__ = ["DOWNLOAD_TIMEOUT_S", "DatasetNotFoundError", "ensure_files", "file_sha256"]
+__all__ = ["DOWNLOAD_TIMEOUT_S", "DatasetNotFoundError", "SourceFiles", "ensure_files", "file_sha256"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from graphrec_lab.data.errors import format_error
 from graphrec_lab.data.graph import SPLIT_TEST, SPLIT_TRAIN, RawInteractions
-from graphrec_lab.data.sources.base import format_error
 
 
 def _parse_adjacency(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ header:
 
 ``read_news`` / ``read_behaviors`` return the tables as parsed (string ids); bad lines raise
 ``DataFormatError`` naming the file and line. ``graphrec_lab.data.news`` builds the impression
-dataset from them. The registered sources (``mind-small-train``, ``mind-small-dev``,
+dataset from them. The named sources (``mind-small-train``, ``mind-small-dev``,
 ``mind-small-sample``) know where the files come from, for the download-or-explain logic shared by
 every dataset; their ``DatasetSource.reader`` (``read_mind_clicks``) gives the click graph as
 ``RawInteractions`` so the generic top-K pipeline can read MIND folders too.
@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from graphrec_lab.data.errors import format_error
 from graphrec_lab.data.graph import RawInteractions
-from graphrec_lab.data.sources.base import SOURCES, DatasetSource, format_error
+from graphrec_lab.data.sources.base import DatasetSource
 from graphrec_lab.data.text import read_text_lines
 
 log = logging.getLogger(__name__)
@@ -253,23 +254,6 @@ def mind_source(name: str, dirname: str, archive: str | None = None, checksums: 
         name=name, dirname=dirname, files=MIND_FILES, url=url, checksums=dict(checksums or {}),
         downloads=downloads, reader=read_mind_clicks,
     )
-
-
-# MIND-small as the release unpacks it; the folder names are the zips' names (a common layout).
-SOURCES.setdefault("mind-small-train", mind_source("mind-small-train", "MINDsmall_train", "MINDsmall_train.zip"))
-SOURCES.setdefault("mind-small-dev", mind_source("mind-small-dev", "MINDsmall_dev", "MINDsmall_dev.zip"))
-# ../shared/datasets/mind-small-sample: 2,000 articles and 5,000 impressions sampled independently
-# from MIND-small (so most referenced articles have no row in news.tsv). No download.
-SOURCES.setdefault(
-    "mind-small-sample",
-    mind_source(
-        "mind-small-sample", "mind-small-sample",
-        checksums={
-            "news.tsv": "317a322c7b70518fb91ca08d937d1ec77a8b12fb9e28db5fc90374af16b354bf",
-            "behaviors.tsv": "2a101e15ce197ba488abffb91d337bd069823011838de14dacc46a26c91484a5",
-        },
-    ),
-)
 
 
 __all__ = [

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from graphrec_lab.data.errors import format_error
 from graphrec_lab.data.graph import RawInteractions
-from graphrec_lab.data.sources.base import format_error
 from graphrec_lab.data.text import assemble_texts
 
 # Genre order of u.genre, used when the file is absent.

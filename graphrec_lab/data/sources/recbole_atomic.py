@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from graphrec_lab.data.errors import format_error, not_found_error
 from graphrec_lab.data.graph import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL, RawInteractions
-from graphrec_lab.data.sources.base import DatasetSource, format_error, not_found_error
+from graphrec_lab.data.sources.base import DatasetSource
 
 RECBOLE_URL = "https://recbole.io/dataset_list.html"
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")

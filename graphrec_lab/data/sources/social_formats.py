@@ -18,7 +18,7 @@ Three formats:
   ``user_artists.dat`` (userID, artistID, weight), ``user_friends.dat`` (userID, friendID),
   ``artists.dat`` (id, name, url, pictureURL: the name becomes the item text). Users and artists are
   renumbered densely in increasing raw-id order; ``user_tokens``/``item_tokens`` keep the raw ids.
-  ``drop_users`` (default ``(1,)``) removes users from both files: the copy in ``../shared/datasets``
+  ``drop_users`` (default ``(1,)``) removes users from both files: the copy in ``$GRAPHREC_DATA_DIR``
   carries a foreign user ``1`` (10 listening rows, one friend row; the original ids are 2..2100).
   Text files are read as UTF-8 and fall back to Latin-1 (HetRec's ``tags.dat`` is Latin-1; the
   tag-assignment files are missing from that copy, so tags are not read at all).
@@ -40,8 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from graphrec_lab.data.errors import format_error
 from graphrec_lab.data.graph import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL, RawInteractions
-from graphrec_lab.data.sources.base import DatasetSource, format_error
+from graphrec_lab.data.sources.base import DatasetSource
 
 log = logging.getLogger(__name__)
 
@@ -359,70 +360,6 @@ def diffnet_source(
     )
 
 
-# ------------------------------------------------------------------------------------------ registry
-
-
-def social_sources() -> dict[str, DatasetSource]:
-    """The registered social datasets, keyed by name. The sha256 values are those of the copies in
-    ``../shared/datasets`` (each said to be byte-identical to a public copy); a download that differs
-    fails verification with a clear error rather than silently changing the data."""
-    return {
-        "lastfm": DatasetSource(
-            name="lastfm",
-            dirname="lastfm",
-            files=LASTFM_FILES,
-            url=LIGHTGCN_LASTFM_URL,
-            checksums={
-                "data1.txt": "c82af3228cbbda2f55a39244de09ed93292894f1d0d9f1908ebb57e27598fded",
-                "test1.txt": "de4417c0e6123284ce59a0934bcf5288ec1ec8774a18a1eef453c9952dfa48f9",
-                "trustnetwork.txt": "5b5bd7cbe4d22f3cd333dbfc7ec4b995cb2bdb28d95b0e9c5fc5607079f7b69e",
-            },
-            downloads=tuple((f"{LIGHTGCN_LASTFM_RAW}/{f}", f"file:{f}") for f in LASTFM_FILES),
-            reader=read_lastfm_lightgcn,
-        ),
-        # The shared copy carries a foreign user 1 and two listening rows more than the HetRec readme
-        # states (92,836 vs 92,834 after dropping user 1). If the GroupLens archive's bytes differ from
-        # it, verification fails naming the file; the hashes below are of the copy our results use.
-        "hetrec2011-lastfm-2k": DatasetSource(
-            name="hetrec2011-lastfm-2k",
-            dirname="hetrec2011-lastfm-2k",
-            files=HETREC_FILES,
-            url=HETREC_LASTFM_URL,
-            checksums={
-                "user_artists.dat": "487e5df0bb6afb7cda912b96e08c1165e4cd0ad194ae4a1208e383fb1e6c6d7c",
-                "user_friends.dat": "1f0250e7cc9e0dd01c6de78d7b7ede402fffc32982a92f2fb4bac9c6e4dece0d",
-                "artists.dat": "a6928e7c2272bcb81fa92a4b4adb03ac8d1d6f08b320190ff7c2623f01494403",
-            },
-            downloads=((HETREC_LASTFM_URL, "zip:"),),
-            reader=read_hetrec_lastfm,
-        ),
-        "yelp-social": diffnet_source(
-            "yelp",
-            dirname="yelp-social",
-            name="yelp-social",
-            checksums={
-                "yelp.train.rating": "2ae26ed59e2724add6b1b657fef02b7b47f33a1c2af8c92450d888259bedce23",
-                "yelp.val.rating": "a346ca257268e7048519a3cbdc098c1035db55a86cc13a32a927e2cb7386998a",
-                "yelp.test.rating": "d0f70986d197bd460a3127bd3bcef099890e3e2eba3379f3d5b197ebf4d1e9b0",
-                "yelp.links": "c8cd9501aa60f8d24562ed61b3be610de0a99c689ddad95470324ef7d594be43",
-            },
-        ),
-    }
-
-
-def resolve_social_source(dataset: str) -> DatasetSource:
-    """A registered dataset, ``diffnet:<prefix>`` (files ``<prefix>.*`` in ``<data_dir>/<prefix>``) or
-    whatever ``sources.resolve_source`` knows."""
-    kind, sep, rest = dataset.partition(":")
-    if sep and kind == "diffnet":
-        if not rest:
-            raise ValueError("data.dataset='diffnet:': give the file prefix, e.g. diffnet:flickr")
-        return diffnet_source(rest)
-    from graphrec_lab.data.sources import resolve_source
-
-    return resolve_source(dataset)
-
-
 __all__ = [
     "DIFFNET_URL",
     "HETREC_LASTFM_URL",
@@ -433,6 +370,4 @@ __all__ = [
     "read_diffnet",
     "read_hetrec_lastfm",
     "read_lastfm_lightgcn",
-    "resolve_social_source",
-    "social_sources",
 ]

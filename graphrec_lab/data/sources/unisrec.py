@@ -42,8 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from graphrec_lab.data.errors import format_error, not_found_error
 from graphrec_lab.data.graph import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL, RawInteractions
-from graphrec_lab.data.sources.base import DatasetSource, format_error, not_found_error
+from graphrec_lab.data.sources.base import DatasetSource
 from graphrec_lab.data.text import assemble_texts, read_text_lines
 
 log = logging.getLogger(__name__)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from graphrec_lab.data.social import SOCIAL_NORMS
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.models.gnn import ops
 from graphrec_lab.models.gnn.base import GraphRecommender
@@ -106,8 +107,6 @@ class DiffNet(GraphRecommender):
             raise ValueError(f"diffusion={diffusion!r}: expected one of {DIFFUSIONS}")
         if readout not in DIFFNET_READOUTS:
             raise ValueError(f"readout={readout!r}: expected one of {DIFFNET_READOUTS}")
-        from graphrec_lab.data.social import SOCIAL_NORMS
-
         if social_norm not in SOCIAL_NORMS:
             raise ValueError(f"social_norm={social_norm!r}: expected one of {SOCIAL_NORMS}")
         # The template's readout is replaced below; "mean" only passes its check.

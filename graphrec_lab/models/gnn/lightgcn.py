@@ -18,8 +18,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from graphrec_lab.data.train_graph import TrainGraph, block_adjacency, propagate_layer_mean, symmetric_spmm
+from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.models.gnn.base import GraphRecommender
+from graphrec_lab.ops.sparse import block_adjacency, propagate_layer_mean, symmetric_spmm
 
 
 class LightGCN(GraphRecommender):

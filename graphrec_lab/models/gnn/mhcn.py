@@ -26,7 +26,7 @@ Propagation, with P [U, d], Q [I, d] the layer-0 embeddings and g_c(x) = x ∘ s
     v = sum_k n(Q^(k))           (n = row L2 normalisation for k >= 1, identity for k = 0)
 
 att(x_1..x_3) = sum_c softmax_c(a^T W x_c) x_c per user (W [d, d], a [d]). The self-supervised loss
-(``MHCNSelfSupervision``, an ``Objective`` weighted by ``ssl_weight``) uses, per channel, the
+(``training.objectives.mhcn.MHCNSelfSupervision``, an ``Objective`` weighted by ``weight``) uses, per channel, the
 ss-gated final user embeddings z = g'_c(u) and their hypergraph neighbourhood e = H_c z: a local
 term -log σ(z·e - z̃·e) - log σ(z̃·e - z·ẽ) (z̃ rows shuffled, ẽ rows and columns shuffled) and a
 global term -log σ(e·ē - ẽ·ē) (ē = mean_u e), summed over users.
@@ -40,8 +40,6 @@ where a BLAS matmul beats a sparse one), CSR otherwise. Needs a ``data.social.So
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -53,7 +51,6 @@ from graphrec_lab.models.gnn import ops
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.models.gnn.diffnet import social_operator
 from graphrec_lab.models.inputs import NodeInput
-from graphrec_lab.training.objectives import Objective, StepContext
 
 CHANNELS = ("social", "joint", "purchase")
 
@@ -179,7 +176,8 @@ class MHCN(GraphRecommender):
         init, init_std, shared_table: ID-embedding initialisation (RecBole-GNN: Xavier-uniform per side).
         user_features, item_features, feature_mode: optional input features (``models.inputs``).
 
-    The self-supervised term is the objective ``MHCNSelfSupervision`` (``configs/model/mhcn.yaml``).
+    The self-supervised term is the objective ``training.objectives.MHCNSelfSupervision``
+    (``configs/model/mhcn.yaml``).
     """
 
     def __init__(
@@ -234,31 +232,4 @@ class MHCN(GraphRecommender):
         return layers[0] + layers[1]
 
 
-class MHCNSelfSupervision(Objective):
-    """MHCN's hierarchical mutual-information maximisation (module docstring), summed over users and
-    channels, times ``weight`` (RecBole-GNN's best ``ssl_reg`` on LastFM: 1e-5; the paper: 0.01-0.02)."""
-
-    def __init__(self, weight: float = 1e-5) -> None:
-        super().__init__()
-        self.weight = weight
-
-    def forward(self, ctx: StepContext) -> Tensor:
-        model = ctx.model
-        if not isinstance(model, MHCN):
-            raise TypeError(f"MHCNSelfSupervision needs an MHCN model, got {type(model).__name__}")
-        ops_ = model.operators(ctx.graph)
-        total = ctx.user_emb.new_zeros(())
-        for c in CHANNELS:
-            z = model.ss_gates[c](ctx.user_emb)  # [U, d]
-            e = matmul(ops_[c], z)  # [U, d]
-            z_shuf = z[torch.randperm(z.size(0), device=z.device)]
-            e_shuf = e[:, torch.randperm(e.size(1), device=e.device)][torch.randperm(e.size(0), device=e.device)]
-            pos, neg1, neg2 = (z * e).sum(-1), (z_shuf * e).sum(-1), (e_shuf * z).sum(-1)
-            local = -F.logsigmoid(pos - neg1) - F.logsigmoid(neg1 - neg2)
-            summary = e.mean(0, keepdim=True)
-            global_ = -F.logsigmoid((e * summary).sum(-1) - (e_shuf * summary).sum(-1))
-            total = total + local.sum() + global_.sum()
-        return self.weight * total
-
-
-__all__ = ["MHCN", "MHCNSelfSupervision", "mhcn_operators", "motif_matrices"]
+__all__ = ["CHANNELS", "MHCN", "matmul", "mhcn_operators", "motif_matrices"]

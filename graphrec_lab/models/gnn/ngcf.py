@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graphrec_lab.data.train_graph import TrainGraph, symmetric_spmm
+from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.models.gnn.base import GraphRecommender
+from graphrec_lab.ops.sparse import symmetric_spmm
 
 
 class NGCF(GraphRecommender):

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import softmax as segment_softmax
 
-from graphrec_lab.data.train_graph import TrainGraph, symmetric_spmm
-from graphrec_lab.data.train_graph import operator_cache as _cache  # one per-graph cache for every operator
+from graphrec_lab.data.train_graph import TrainGraph
+from graphrec_lab.ops.sparse import symmetric_spmm
+from graphrec_lab.ops.sparse import operator_cache as _cache  # one per-graph cache for every operator
 
 ADJACENCIES = ("sym", "sym_self", "sum", "mean")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
@@ -42,8 +43,6 @@ def co_click_matrix(graph: TrainGraph, min_count: int = 2, topk: int = 20) -> Te
     """Row-normalised article-article co-click matrix of a click graph: ``C[i, j]`` ∝ the number of
     users connected to both ``i`` and ``j`` (``>= min_count``; ``i != j``), keeping each row's ``topk``
     largest. Sparse CSR [I, I] float32 (rows without neighbours are empty)."""
-    import scipy.sparse as sp
-
     u_nodes, i_nodes = graph.edge_index[0], graph.edge_index[1]
     is_ui = u_nodes < graph.num_users  # the user -> item half of the symmetric edge list
     users = u_nodes[is_ui].cpu().numpy()

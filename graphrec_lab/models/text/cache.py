@@ -90,7 +90,7 @@ class EmbeddingStore:
 
     def _read_shard(self, path: Path) -> tuple[Tensor, Tensor]:
         """(vectors [n, H] float32, hashes [n, 32] uint8) of one shard; raises ValueError if damaged."""
-        from safetensors import safe_open
+        from safetensors import safe_open  # comes with transformers; only the frozen-text cache reads it
 
         try:
             with safe_open(str(path), framework="pt") as f:
@@ -150,7 +150,7 @@ class EmbeddingStore:
 
     def write(self, hashes: list[bytes], vectors: Tensor) -> Path:
         """Add one shard atomically; returns its path."""
-        from safetensors.torch import save
+        from safetensors.torch import save  # as in _read_shard
 
         vectors = vectors.detach().to("cpu", torch.float32).contiguous()
         if vectors.shape != (len(hashes), self.dim):

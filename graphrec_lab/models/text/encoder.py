@@ -123,7 +123,7 @@ class TextEncoder(nn.Module):
         device: str | None = None,
     ) -> None:
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # heavy; ID-only runs never load it
 
         if dtype is not None and dtype not in DTYPES:
             raise TextEncoderError(f"dtype={dtype!r}: expected one of {DTYPES} or None")
@@ -199,7 +199,7 @@ class TextEncoder(nn.Module):
         if self.lora is None:
             model.requires_grad_(False)
         else:
-            from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig, get_peft_model  # only LoRA runs need peft
 
             peft_cfg = LoraConfig(
                 r=self.lora["r"], lora_alpha=self.lora["alpha"], lora_dropout=self.lora["dropout"],

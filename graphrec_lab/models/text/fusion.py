@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from graphrec_lab.models.inputs import NodeInput
+from graphrec_lab.models.text.cache import default_cache_dir, encode_cached
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,6 @@ class ItemTextFeatures(nn.Module):
             return None
         if self.cache_dir:
             return Path(self.cache_dir).expanduser()
-        from graphrec_lab.models.text.cache import default_cache_dir
-
         return default_cache_dir()
 
     def attach(self, texts: list[str]) -> Tensor:
@@ -107,8 +106,6 @@ class ItemTextFeatures(nn.Module):
             if cache is None:
                 raw = self.encoder.encode(self.texts).float()
             else:
-                from graphrec_lab.models.text.cache import encode_cached
-
                 raw = encode_cached(self.encoder, self.texts, cache).float()
         else:
             raw = self._encode_all_raw()

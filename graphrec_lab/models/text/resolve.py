@@ -69,6 +69,7 @@ def resolve_model_path(name_or_path: str) -> str:
     if _looks_like_path(name):
         raise TextEncoderError(f"model path {name!r} does not exist (resolved to {local.resolve()})")
 
+    # Only a model name that is not on disk reaches the hub client (offline runs never load it).
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
