@@ -140,8 +140,8 @@ def root_stream():
     """A root handler writing to a string; the logging state is restored afterwards."""
     root = logging.getLogger()
     saved = list(root.handlers), root.level
-    top = logging.getLogger("lightning")
-    saved_top = list(top.handlers)
+    lightning_loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "lightning.fabric")]
+    saved_lightning = [(lg, list(lg.handlers), lg.propagate) for lg in lightning_loggers]
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     saved_filters = list(rank_zero.filters)
     stream = io.StringIO()
@@ -150,13 +150,18 @@ def root_stream():
     yield stream
     root.handlers, _ = saved
     root.setLevel(saved[1])
-    top.handlers = saved_top
+    for lg, handlers, propagate in saved_lightning:
+        lg.handlers, lg.propagate = handlers, propagate
     rank_zero.filters = saved_filters
 
 
 def test_lightning_lines_print_once_and_tips_not_at_all(root_stream) -> None:
     from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+    # As when Lightning is imported before the root logger has a handler.
+    own = logging.getLogger("lightning.pytorch")
+    own.addHandler(logging.StreamHandler(io.StringIO()))
+    own.propagate = False
     console.route_lightning_logs()
     console.route_lightning_logs()  # a second entry point adds nothing twice
     rank_zero_info("Restoring states from the checkpoint path at x.ckpt")
@@ -167,7 +172,8 @@ def test_lightning_lines_print_once_and_tips_not_at_all(root_stream) -> None:
         "Restoring states from the checkpoint path at x.ckpt",
         "GPU available: False, used: False",
     ]
-    assert not [h for h in logging.getLogger("lightning").handlers if type(h) is logging.StreamHandler]
+    for name in ("lightning", "lightning.pytorch"):
+        assert not [h for h in logging.getLogger(name).handlers if type(h) is logging.StreamHandler]
 
 
 # ------------------------------------------------------------------ the command line, piped
@@ -191,6 +197,8 @@ def test_cli_run_piped_prints_each_line_once_no_warnings_and_the_table_last(tmp_
     text = "\n".join(lines)
     for noise in ("Warning", "wandb:", "Tip:", "Epoch 0", "it/s"):
         assert noise not in text, noise
+    # Lightning's lines go through the run's log format like every other line.
+    assert any("[lightning.pytorch.utilities.rank_zero][INFO] - GPU available:" in line for line in lines)
     table = proc.stdout.splitlines()
     assert table[-1].startswith("skipped_users/test")
     assert _row(proc.stdout, "epochs") == ["2"] and _row(proc.stdout, "num_users") == ["120", "120"]

@@ -25,6 +25,8 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # torch, when the propagation operator is built as a sparse CSR tensor (supported and tested here).
     (r"Sparse invariant checks are implicitly disabled", UserWarning),
     (r"Sparse CSR tensor support is in beta state", UserWarning),
+    # torch >= 2.14, when a dependency scripts a function at import (torch 2.13, the pinned one, is silent).
+    (r"`torch.jit.script` is deprecated", FutureWarning),
     # Lightning's own use of a deprecated torch pytree API.
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
     # The training sampler is an IterableDataset with an exact __len__ and is sharded per rank itself.
@@ -99,17 +101,22 @@ def route_lightning_logs() -> None:
 
     ``import lightning`` gives the ``lightning`` logger a console handler of its own while letting
     records propagate to the root logger too: with a configured root (Hydra's, ``basicConfig``)
-    every INFO line prints twice. Lightning's handler goes; its tips are dropped; a line repeated
-    verbatim (restoring the same checkpoint for validation and for test) prints once.
+    every INFO line prints twice. Imported before the root is configured, ``lightning.pytorch`` and
+    ``lightning.fabric`` keep handlers of their own and stop propagating, so their lines bypass the
+    run's format and log file. Those handlers go and propagation is restored; Lightning's tips are
+    dropped; a line repeated verbatim (the same checkpoint restored for validation and for test)
+    prints once.
     """
-    import lightning  # noqa: F401  (its import adds the handler removed here)
+    import lightning.pytorch  # noqa: F401  (its import adds the handlers removed here)
 
     if not logging.getLogger().handlers:
-        return  # no root handler: Lightning's own is the only output, keep it
-    top = logging.getLogger("lightning")
-    for handler in list(top.handlers):
-        if type(handler) is logging.StreamHandler:
-            top.removeHandler(handler)
+        return  # no root handler: Lightning's own are the only output, keep them
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     for flt in (_DropTips(), _Once()):
         if not any(type(f) is type(flt) for f in rank_zero.filters):
