@@ -12,6 +12,12 @@
                                                  a study's table (experiments/<name>/study.yaml),
                                                  resumed after stored cells; ``reproduce`` is an alias
     graphrec-lab data ml100k [overrides]         parse, split and cache a dataset; print its stats
+    graphrec-lab audit <run dir> [--nonmembers test|random] [--shadow N] [--max-pairs N] [--json]
+                                                 membership-inference audit of a finished run
+    graphrec-lab recommend <run dir> --user U [-k 20] | --users-file F --out F.csv | --history I ...
+    graphrec-lab export <run dir> [--out DIR] [--index hnsw|flat|none]
+    graphrec-lab explain <run dir> --user U --item I [--method ...] [--png F] | --evaluate
+                                                 (graphrec_lab/inference/cli.py has every option)
 
 Configs ship inside the package (graphrec_lab/configs/); $GRAPHREC_CONFIG_DIR names a folder of your
 own, searched first (same layout: model/mine.yaml, experiment/x.yaml). A progress bar shows on a
@@ -28,7 +34,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from graphrec_lab.config import ConfigError, compose, config_dir, register_user_configs
+from graphrec_lab.config import ConfigError, compose, config_dir, config_names, register_user_configs
 from graphrec_lab.tracking.console import PROGRESS_ENV
 
 USAGE = __doc__ or ""
@@ -38,8 +44,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from graphrec_lab.data.graph import DataValidationError
     from graphrec_lab.data.sources import DataFormatError, DatasetNotFoundError
     from graphrec_lab.reporting.report import ReportError
+    from graphrec_lab.tracking.results import ResultStoreError
+    from graphrec_lab.training.checkpoint import CheckpointError
+    from graphrec_lab.training.task import NonFiniteLossError
 
-    return (ConfigError, DataFormatError, DatasetNotFoundError, DataValidationError, ReportError)
+    return (
+        ConfigError, DataFormatError, DatasetNotFoundError, DataValidationError, ReportError,
+        ResultStoreError, CheckpointError, NonFiniteLossError,
+    )  # fmt: skip
 
 
 USER_ERRORS = _user_errors()
@@ -70,11 +82,27 @@ def _hydra_run() -> None:
             label_run(cfg, factors, group="multirun-" + "-".join(Path(hc.sweep.dir).parts[-2:]))
         try:
             metrics = run_experiment(cfg, overrides=overrides)
-        except USER_ERRORS as exc:  # a clear one-line message, not a traceback
-            sys.exit(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            if hc.mode != RunMode.MULTIRUN:
+                if isinstance(exc, USER_ERRORS):  # a clear one-line message, not a traceback
+                    sys.exit(f"{type(exc).__name__}: {exc}")
+                raise
+            # A multirun goes on past a failing cell (run_experiment recorded it as failed once it
+            # had started); the failures are summarised, with a non-zero exit, at the end.
+            cell = " ".join(overrides)
+            failed_cells.append((cell, f"{type(exc).__name__}: {exc}"))
+            logging.getLogger("graphrec_lab.cli").error(
+                "multirun cell failed (%s): %s: %s", cell, type(exc).__name__, exc,
+                exc_info=not isinstance(exc, USER_ERRORS),
+            )
+            return None
         return metrics.get(str(cfg.optimized_metric))
 
+    failed_cells: list[tuple[str, str]] = []
     _main()
+    if failed_cells:
+        lines = [f"  {cell}: {error.splitlines()[0]}" for cell, error in failed_cells]
+        sys.exit(f"{len(failed_cells)} multirun cell(s) failed:\n" + "\n".join(lines))
 
 
 def _swept_keys(args: list[str]) -> list[str]:
@@ -202,13 +230,28 @@ def _split(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
+DATA_USAGE = "usage: graphrec-lab data <data config, e.g. ml100k> [overrides]   parse, split and cache a dataset; print its stats"
+
+
 def _data(args: list[str]) -> None:
-    if not args:
-        raise SystemExit("usage: graphrec-lab data <data config, e.g. ml100k> [overrides]")
+    if not args or args[0].startswith("-"):
+        if args and args[0] in ("-h", "--help"):
+            print(DATA_USAGE)
+            return
+        raise SystemExit(DATA_USAGE)
     from hydra.utils import instantiate
 
-    cfg = compose([f"data={args[0]}", *args[1:]])
-    dm = instantiate(cfg.data)
+    from graphrec_lab.config import validate_config
+
+    from hydra.errors import HydraException
+
+    try:
+        cfg = compose([f"data={args[0]}", *args[1:]])
+    except HydraException as exc:  # no such data config, a malformed override
+        options = config_names("data")
+        raise ConfigError(f"data {' '.join(args)}: {str(exc).splitlines()[0]} (data configs: {', '.join(options)})") from None
+    validate_config(cfg)  # the same check as `run`: a bad key or value stops before any parsing
+    dm = instantiate(cfg.data, _convert_="all")
     graph = dm.load_graph()
     print(f"{graph.name}: {graph.stats()} split hash {graph.content_hash()}")
 
@@ -220,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
-    if command in ("run", "sweep", "reproduce"):  # the commands that train
+    if command in ("run", "sweep", "study", "reproduce"):  # the commands that train
         from graphrec_lab.tracking.console import setup_console
         from graphrec_lab.tracking.wandb import quiet_wandb_console
 
@@ -238,6 +281,14 @@ def main(argv: list[str] | None = None) -> None:
             _report(rest)
         elif command in ("study", "reproduce"):
             _study(rest, command)
+        elif command == "audit":
+            from graphrec_lab.privacy.audit import cli_main
+
+            cli_main(rest)
+        elif command in ("recommend", "export", "explain"):
+            from graphrec_lab.inference.cli import main as inference_main
+
+            inference_main(command, rest)
         else:
             raise SystemExit(f"unknown command {command!r}\n{USAGE}")
     except USER_ERRORS as exc:

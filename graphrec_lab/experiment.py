@@ -29,10 +29,11 @@ from graphrec_lab.config import ConfigError, validate_config
 from graphrec_lab.data.graph import InteractionGraph
 from graphrec_lab.data.protocols import DataModule, ItemGroupSource, ItemTextSource, implements
 from graphrec_lab.distributed import global_rank, launch_local_ranks, new_run_id
-from graphrec_lab.tracking.results import ResultStore
 from graphrec_lab.tracking.paths import safe_dir_name
+from graphrec_lab.tracking.results import ResultStore, ResultStoreError, failure_record, save_fallback
 from graphrec_lab.tracking.wandb_dashboard import finish_wandb_run
 from graphrec_lab.training.callbacks import EpochTimer, progress_bar_callbacks, progress_bar_enabled
+from graphrec_lab.training.checkpoint import check_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,43 @@ def run_experiment(
     t_start = time.perf_counter()
     validate_config(cfg)
     _check_optimized_metric(cfg)
+    # Before any compute: a result that cannot be recorded would be lost.
+    ResultStore(cfg.paths.results).check_writable()
     # DDP & co.: ranks 1.. are started here with this exact config (graphrec_lab.distributed).
     with launch_local_ranks(cfg, overrides) as run_id:
-        return _run(cfg, overrides, extra_callbacks, run_id, t_start)
+        started: dict[str, Any] = {}  # set by _run once training or evaluation has begun
+        try:
+            return _run(cfg, overrides, extra_callbacks, run_id, t_start, started)
+        except Exception as exc:
+            # A run that failed once it was running (non-finite loss, out of memory) is recorded as
+            # failed; rejected input (config, data files, checkpoint) writes nothing.
+            # A pruned sweep trial (optuna.TrialPruned) is Optuna's to record, not a failure.
+            if started and not isinstance(exc, ResultStoreError) and type(exc).__name__ != "TrialPruned":
+                _record_failure(cfg, overrides, run_id, exc, started)
+            raise
+
+
+def _record_failure(
+    cfg: DictConfig, overrides: list[str] | None, run_id: str, exc: BaseException, started: dict[str, Any]
+) -> None:
+    """Append a ``status: failed`` record (no metrics) for a run that started and raised."""
+    if global_rank() != 0:
+        return
+    base = {
+        "run_id": run_id, "name": started.get("name"), "paths": {"run_dir": started.get("run_dir")},
+        "group": cfg.get("group"), "tags": list(cfg.get("tags") or []),
+        "seed": cfg.get("seed"), "optimized_metric": cfg.get("optimized_metric"), "overrides": list(overrides or []),
+        "config": OmegaConf.to_container(cfg, resolve=True), "git_commit": _git("rev-parse", "HEAD"),
+    }  # fmt: skip
+    try:
+        ResultStore(cfg.paths.results).append(failure_record(base, exc))
+    except OSError as store_exc:
+        log.warning("could not record the failed run in %s: %s", cfg.paths.results, store_exc)
 
 
 def _run(
-    cfg: DictConfig, overrides: list[str] | None, extra_callbacks: Sequence[Callback], run_id: str, t_start: float
+    cfg: DictConfig, overrides: list[str] | None, extra_callbacks: Sequence[Callback], run_id: str, t_start: float,
+    started: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """The body of ``run_experiment`` on one rank."""
     built = _build(cfg, extra_callbacks, run_id)
@@ -103,6 +134,7 @@ def _run(
     callbacks, loggers, trainer, timer = built.callbacks, built.loggers, built.trainer, built.timer
     name, run_dir = built.name, built.run_dir
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    task.run_config = resolved  # saved in every checkpoint (RecommendationTask.on_save_checkpoint)
     for lg in loggers:
         lg.log_hyperparams(resolved)  # type: ignore[arg-type]
 
@@ -110,11 +142,14 @@ def _run(
     metrics: dict[str, float] = {}
     t_fit = time.perf_counter()
     ckpt_path: str | None = None
-    if cfg.get("ckpt_path") and not Path(str(cfg.ckpt_path)).is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint file")
+    if cfg.get("ckpt_path"):  # readable, and saved by this model on this data (else: what differs)
+        sizes = {"num_users": graph.num_users, "num_items": graph.num_items}
+        check_checkpoint(str(cfg.ckpt_path), resolved, task.state_dict(), sizes)
+    if started is not None:
+        started.update(name=name, run_dir=str(run_dir))
     if model.trainable and cfg.fit:
         # ckpt_path with fit=true resumes training from that checkpoint (optimizer and epoch included).
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         if checkpoint is not None and checkpoint.best_model_path:
             ckpt_path = checkpoint.best_model_path
         elif checkpoint is not None:
@@ -127,12 +162,12 @@ def _run(
         ckpt_path = str(cfg.ckpt_path)  # evaluate a saved checkpoint (fit=false)
     fit_s = time.perf_counter() - t_fit
     # Validation metrics of the selected checkpoint (exactly the model that is tested).
-    val_out = trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    val_out = trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)
     metrics.update({k: float(v) for k, v in val_out[0].items()})
     test_s = 0.0
     if cfg.test:
         t_test = time.perf_counter()
-        test_out = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        test_out = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)
         test_s = time.perf_counter() - t_test
         metrics.update({k: float(v) for k, v in test_out[0].items()})
     metrics.update(
@@ -170,17 +205,32 @@ def _run(
         "world_size": int(trainer.world_size),
         "strategy": type(trainer.strategy).__name__,
     }
+    store_error: ResultStoreError | None = None
     if trainer.is_global_zero:
-        ResultStore(cfg.paths.results).append(record)
+        try:
+            ResultStore(cfg.paths.results).append(record)
+        except OSError as exc:  # the metrics still reach the loggers and the terminal below
+            store_error = _fallback(record, cfg.paths.results, run_dir, exc)
     for lg in loggers if trainer.is_global_zero else []:  # other ranks hold no-op logger experiments
         if isinstance(lg, WandbLogger):  # summary, metrics Table, curves, artifacts; closes the run
             finish_wandb_run(lg, record)
         else:
             lg.log_metrics({k: v for k, v in metrics.items()})
             lg.finalize("success")
-    if cfg.print_table and trainer.is_global_zero:
+    if (cfg.print_table or store_error is not None) and trainer.is_global_zero:
         print(format_metrics_table(metrics, title=f"{name} ({run_dir})"))
+    if store_error is not None:
+        raise store_error
     return metrics
+
+
+def _fallback(record: dict[str, Any], store: str, run_dir: Path, exc: OSError) -> ResultStoreError:
+    """Save a record the store refused in the run directory; the error to raise names both paths."""
+    try:
+        kept = f"the record is saved in {save_fallback(record, run_dir)}"
+    except OSError as fallback_exc:
+        kept = f"saving it in {run_dir / 'result.json'} failed too ({fallback_exc})"
+    return ResultStoreError(f"the result record could not be appended to {store} ({exc}); the metrics are printed above and {kept}")
 
 
 def _check_optimized_metric(cfg: DictConfig) -> None:
@@ -211,7 +261,11 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
     name = cfg.name or f"{type(model).__name__.lower()}-{graph.name}"
     run_dir = Path(cfg.paths.root) / "runs" / safe_dir_name(name) / run_id
     if global_rank() == 0:  # other ranks write nothing of their own (checkpoint dir: rank 0's, broadcast)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultStoreError(f"paths.root={str(cfg.paths.root)!r}: cannot create the run directory {run_dir} ({exc})") from None
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # a run dir is loadable on its own (load_run)
 
     callbacks = _callbacks(cfg, run_dir)
     timer = EpochTimer()
@@ -295,7 +349,7 @@ def _logger_dirs(loggers: list[Logger]) -> dict[str, str]:
 def _best_epoch(ckpt_path: str | None) -> int:
     if not ckpt_path:
         return -1
-    return int(torch.load(ckpt_path, map_location="cpu", weights_only=False).get("epoch", -1))
+    return int(torch.load(ckpt_path, map_location="cpu", weights_only=True).get("epoch", -1))
 
 
 def _git(*args: str) -> str | None:

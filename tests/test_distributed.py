@@ -104,7 +104,7 @@ def test_ddp_training_writes_one_record_one_wandb_run_one_checkpoint(out_dir, tm
     run_dirs = list((out_dir / "runs" / "ddp-run").iterdir())
     assert len(run_dirs) == 1  # rank 1 made no directory of its own
     assert len(list(run_dirs[0].glob("wandb/offline-run-*/run-*.wandb"))) == 1
-    assert [p.name for p in (run_dirs[0] / "checkpoints").iterdir()] == ["best.ckpt"]
+    assert sorted(p.name for p in (run_dirs[0] / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert records[0]["paths"]["checkpoint"] == str(run_dirs[0] / "checkpoints" / "best.ckpt")
     assert metrics["val/num_users"] == records[0]["metrics"]["val/num_users"] > 0
     # Training really ran on both ranks: the record's epochs and a selected checkpoint.

@@ -25,19 +25,21 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 # (layer name, module prefixes), top to bottom. A module belongs to the layer of its longest matching
 # prefix; the bare package name matches only graphrec_lab/__init__.py (the public facade).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("entry", ("graphrec_lab", "graphrec_lab.__main__", "graphrec_lab.cli")),
-    ("studies", ("graphrec_lab.studies", "graphrec_lab.sweeps", "graphrec_lab.reporting")),
+    ("entry", ("graphrec_lab", "graphrec_lab.__main__", "graphrec_lab.cli", "graphrec_lab.inference.cli")),
+    ("studies", ("graphrec_lab.studies", "graphrec_lab.sweeps", "graphrec_lab.reporting", "graphrec_lab.privacy.audit",
+                 "graphrec_lab.inference", "graphrec_lab.explain")),
     ("experiment", ("graphrec_lab.experiment", "graphrec_lab.build", "graphrec_lab.distributed", "graphrec_lab.rank")),
-    ("training", ("graphrec_lab.training",)),
+    ("training", ("graphrec_lab.training", "graphrec_lab.privacy.dp_sgd")),
     ("models", ("graphrec_lab.models",)),
     ("ops", ("graphrec_lab.ops",)),
-    ("data", ("graphrec_lab.data", "graphrec_lab.evaluation")),
+    ("data", ("graphrec_lab.data", "graphrec_lab.evaluation", "graphrec_lab.privacy", "graphrec_lab.privacy.edge_dp")),
     ("utilities", ("graphrec_lab.tracking", "graphrec_lab.config")),
 )
 
 # Modules allowed to import the package inside functions: each keeps its import light on purpose.
 FUNCTION_LEVEL_ALLOWED = {
     "graphrec_lab.cli": "each sub-command imports only what it runs (`graphrec-lab report` needs no torch)",
+    "graphrec_lab.inference.cli": "recommend/export/explain each import only what they run (explain: PyG's explainers, Captum)",
     "graphrec_lab.studies.run": "training (torch) is imported only when a cell trains, so `study --report-only` stays light",
 }
 

@@ -24,6 +24,7 @@ from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers, ShardedE
 from graphrec_lab.data.sources import DatasetSource, ensure_files, file_sha256, resolve_source
 from graphrec_lab.data.synthetic import generate_synthetic
 from graphrec_lab.data.train_graph import TrainGraph
+from graphrec_lab.privacy.edge_dp import parse_privacy, release_bipartite
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,14 @@ class InteractionDataModule(pl.LightningDataModule):
         sampler_seed: seed of the epoch permutations and negatives (the run's seed by default).
         isolated_self_loops: give nodes without training edges (cold items) a self-loop in the
             propagation graph (``TrainGraph``), so layer means keep their input features at full scale.
+        privacy: ``{edge_dp: {mechanism, epsilon, ...}}``: the training graph that propagation, BPR
+            triples and negatives use is released through an edge-DP mechanism
+            (``graphrec_lab.privacy.edge_dp``); evaluation still excludes each user's true training
+            items (a measurement of the model, not part of what is released).
     """
+
+    # The data modules whose every use of the training edges goes through ``_fit_edges``.
+    _EDGE_DP_READY = ("InteractionDataModule", "ItemTextDataModule")
 
     def __init__(
         self,
@@ -90,8 +98,16 @@ class InteractionDataModule(pl.LightningDataModule):
         sampler_seed: int = 0,
         num_workers: int = 0,
         isolated_self_loops: bool = False,
+        privacy: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.edge_dp = parse_privacy(privacy, default_seed=sampler_seed)
+        if self.edge_dp.enabled and type(self).__name__ not in self._EDGE_DP_READY:
+            raise ValueError(
+                f"data.privacy.edge_dp: {type(self).__name__} is not supported (it reads the training edges "
+                f"outside the released graph); supported: {list(self._EDGE_DP_READY)}"
+            )
+        self.edge_dp_report: dict[str, Any] | None = None
         self.dataset = dataset
         self.data_dir = resolve_data_dir(data_dir)
         self.cache_dir = resolve_cache_dir(cache_dir)
@@ -156,12 +172,23 @@ class InteractionDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         graph = self.load_graph()
         if self._train_graph is None:
+            fit_users, fit_items = self._fit_edges()
             self._train_graph = TrainGraph.from_edges(
-                graph.train.users, graph.train.items, graph.num_users, graph.num_items, self.isolated_self_loops
+                fit_users, fit_items, graph.num_users, graph.num_items, self.isolated_self_loops
             )
             self._train_csr = CSR(graph.train.users, graph.train.items, graph.num_users)
             self._val_csr = CSR(graph.val.users, graph.val.items, graph.num_users)
             self._test_csr = CSR(graph.test.users, graph.test.items, graph.num_users)
+
+    def _fit_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training edges a model may see, users/items [E']: the true ones, or their edge-DP release."""
+        graph = self.load_graph()
+        if not hasattr(self, "_released"):
+            self._released = release_bipartite(graph.train.users, graph.train.items, graph.num_users, graph.num_items, self.edge_dp)
+            self.edge_dp_report = self._released.report
+            if self.edge_dp.enabled:
+                log.info("data.privacy.edge_dp: released training graph %s", self.edge_dp_report)
+        return self._released.users, self._released.items
 
     # ------------------------------------------------------------------ what the task needs
     @property
@@ -218,8 +245,9 @@ class InteractionDataModule(pl.LightningDataModule):
         graph = self.load_graph()
         self.setup()
         if not hasattr(self, "_train_batches"):
+            fit_users, fit_items = self._fit_edges()
             self._train_batches = BPRTrainBatches(
-                graph.train.users, graph.train.items, graph.num_users, graph.num_items, self.train_batch_size, self.sampler_seed
+                fit_users, fit_items, graph.num_users, graph.num_items, self.train_batch_size, self.sampler_seed
             )
         return DataLoader(self._train_batches, batch_size=None, num_workers=0)
 

@@ -21,6 +21,13 @@ class DatasetNotFoundError(FileNotFoundError):
     """Files a dataset needs are absent and could not be downloaded."""
 
 
+class UnknownDatasetError(DatasetNotFoundError, KeyError):
+    """``data.dataset`` names no listed source and has no ``recbole:``/``unisrec:`` prefix."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def format_error(path: str | Path, line: int | None, message: str) -> DataFormatError:
     """Build a ``DataFormatError`` with the ``path:line: `` prefix of the contract."""
     where = f"{path}:{line}" if line is not None else f"{path}"

@@ -91,18 +91,24 @@ def item_text_config(text: Mapping | ItemTextConfig | None, **defaults) -> ItemT
 # ---------------------------------------------------------------------------------------------- files
 
 
-def read_text_lines(path: str | Path, encoding: str = "utf-8", errors: str = "error") -> tuple[list[str], int]:
+def read_text_lines(
+    path: str | Path, encoding: str = "utf-8", errors: str = "error", fix: str | None = None
+) -> tuple[list[str], int]:
     """The lines of a text file (line breaks removed) and how many of them had undecodable bytes.
 
     ``errors="error"`` raises ``DataFormatError`` ``"<path>:<line>: ..."`` at the first byte that is not
     valid ``encoding``; ``errors="replace"`` substitutes U+FFFD for such bytes and counts the lines.
     Only ``\\n`` (and ``\\r\\n``) end a line, unlike ``str.splitlines``, which also splits on characters
-    such as U+2028 that can occur inside product titles.
+    such as U+2028 that can occur inside product titles. A leading UTF-8 byte-order mark (which some
+    Windows editors write) is dropped. ``fix``: what the error tells the user to do (default: the
+    ``data.text.decode_errors`` switch of item-text files).
     """
     if errors not in DECODE_ERRORS:
         raise ValueError(f"errors={errors!r}: expected one of {DECODE_ERRORS}")
     path = Path(path)
     data = path.read_bytes()
+    if encoding.replace("_", "-").lower() in ("utf-8", "utf8") and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     try:
         text = data.decode(encoding)
         replaced = 0
@@ -113,8 +119,8 @@ def read_text_lines(path: str | Path, encoding: str = "utf-8", errors: str = "er
             bad = data[exc.start : exc.end].hex(" ")
             raise format_error(
                 path, line,
-                f"byte(s) {bad} at column {col} are not valid {encoding} ({exc.reason}); fix the file, or set "
-                "data.text.decode_errors=replace to substitute U+FFFD and count the affected lines",
+                f"byte(s) {bad} at column {col} are not valid {encoding} ({exc.reason}); "
+                + (fix or "fix the file, or set data.text.decode_errors=replace to substitute U+FFFD and count the affected lines"),
             ) from None
         replaced = 0
         pieces = []

@@ -43,7 +43,9 @@ def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     line) is skipped with a warning, as ``ResultStore.read`` does.
     """
     records: list[dict[str, Any]] = []
-    for path in map(Path, paths):
+    failed = 0
+    paths = [Path(p) for p in paths]
+    for path in paths:
         if not path.is_file():
             raise ReportError(f"{path}: no such result store")
         with open(path, encoding="utf-8") as fh:
@@ -58,11 +60,16 @@ def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
                         log.warning("%s:%d: truncated result record skipped (a run killed while writing)", path, lineno)
                         continue
                     raise ReportError(f"{path}:{lineno}: malformed result record: {exc.msg} at column {exc.colno}") from None
+                if isinstance(record, dict) and record.get("status") == "failed":
+                    failed += 1  # a run that did not finish (tracking.results.failure_record): no result
+                    continue
                 problem = _check_record(record)
                 if problem:
                     raise ReportError(f"{path}:{lineno}: malformed result record: {problem}")
                 record["_source"] = f"{path}:{lineno}"
                 records.append(record)
+    if failed:
+        log.warning("%d failed run(s) excluded from the results (status: failed in %s)", failed, ", ".join(map(str, paths)))
     return records
 
 

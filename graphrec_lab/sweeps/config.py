@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import optuna
 from omegaconf import OmegaConf
 
-from graphrec_lab.config import ConfigError, config_dir, config_names, find_config
+from graphrec_lab.config import ConfigError, ConfigIssue, check_values, config_dir, config_names, find_config
 from graphrec_lab.sweeps.space import SearchSpace, parse_space
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
@@ -112,25 +113,55 @@ def load_sweep_config(name_or_path: str) -> SweepConfig:
         raise ConfigError(f"{path}: cannot be read ({exc})") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    where = str(path)
+    # Every problem of the file at once: unknown keys, then types from SweepConfig's annotations
+    # (the same check run configs get from their constructors' signatures), then the rules below.
+    problems: list[ConfigIssue | str] = []
     unknown = set(map(str, raw)) - _KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; accepted: {sorted(_KEYS)}")
-    where = str(path)
-    sampler = _component(raw.get("sampler"), "tpe", SAMPLERS, f"{where}: sampler")
-    pruner = _component(raw.get("pruner"), "median", PRUNERS, f"{where}: pruner")
+        problems.append(f"unknown key(s) {sorted(unknown)}; accepted: {sorted(_KEYS)}")
+    field_types = {k: v for k, v in typing.get_type_hints(SweepConfig).items() if k in _KEYS and k not in ("sampler", "pruner")}
+    issues = check_values({k: v for k, v in raw.items() if k in field_types}, "", field_types)
+    problems.extend(issues)
+    bad = {i.key for i in issues}
+    sampler = pruner = None
+    for key, call in (
+        ("sampler", lambda: _component(raw.get("sampler"), "tpe", SAMPLERS, f"{where}: sampler")),
+        ("pruner", lambda: _component(raw.get("pruner"), "median", PRUNERS, f"{where}: pruner")),
+        ("n_trials", lambda: _positive_int(raw.get("n_trials", 20), f"{where}: n_trials")),
+        ("heartbeat_interval", lambda: _positive_int(raw.get("heartbeat_interval", 30), f"{where}: heartbeat_interval")),
+        ("grace_period", lambda: raw.get("grace_period") is None or _positive_int(raw["grace_period"], f"{where}: grace_period")),
+    ):
+        if key in bad:
+            continue
+        try:
+            value = call()
+        except ConfigError as exc:
+            problems.append(str(exc).removeprefix(f"{where}: "))
+            continue
+        if key == "sampler":
+            sampler = value
+        elif key == "pruner":
+            pruner = value
     overrides = raw.get("overrides") or []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise ConfigError(f"{where}: overrides: expected a list of 'key=value' strings")
+    if "overrides" not in bad and (not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides)):
+        problems.append("overrides: expected a list of 'key=value' strings")
     direction = raw.get("direction")
     if direction not in (None, "maximize", "minimize"):
-        raise ConfigError(f"{where}: direction={direction!r}; expected maximize, minimize or null")
-    n_trials = _positive_int(raw.get("n_trials", 20), f"{where}: n_trials")
-    heartbeat = _positive_int(raw.get("heartbeat_interval", 30), f"{where}: heartbeat_interval")
+        problems.append(f"direction={direction!r}; expected maximize, minimize or null")
+    try:
+        space = parse_space(raw.get("params"), where)
+    except ConfigError as exc:
+        problems.append(str(exc).removeprefix(f"{where}: "))
+    if problems:
+        raise ConfigError.from_issues(problems, source=where)
+    n_trials = raw.get("n_trials", 20)
+    heartbeat = raw.get("heartbeat_interval", 30)
     grace = raw.get("grace_period")
     return SweepConfig(
         name=path.stem,
         source=where,
-        space=parse_space(raw.get("params"), where),
+        space=space,
         n_trials=n_trials,
         metric=raw.get("metric"),
         direction=direction,
@@ -140,7 +171,7 @@ def load_sweep_config(name_or_path: str) -> SweepConfig:
         storage=raw.get("storage"),
         study_name=raw.get("study_name"),
         heartbeat_interval=heartbeat,
-        grace_period=None if grace is None else _positive_int(grace, f"{where}: grace_period"),
+        grace_period=grace,
         overrides=tuple(overrides),
     )
 

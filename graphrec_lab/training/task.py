@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from hydra.utils import instantiate
@@ -24,6 +24,7 @@ from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
+from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
 from graphrec_lab.training.optim import adam
 from graphrec_lab.training.lazy_adam import LazyRowAdam
 from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
@@ -32,6 +33,13 @@ from graphrec_lab.training.objectives import Objective, StepContext
 # Evaluation metrics are logged per epoch with sync_dist=False on purpose: the metric states were
 # already summed across ranks in compute(), so every rank logs the same exact value.
 warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level in distributed")
+
+NONFINITE_LOSS = ("error", "skip")
+
+
+class NonFiniteLossError(ArithmeticError):
+    """The training loss became NaN or infinite (``task.nonfinite_loss=error``)."""
+
 
 if TYPE_CHECKING:  # the text package imports transformers; only LoRA runs need it at run time
     from graphrec_lab.models.text.fusion import ItemTextFeatures
@@ -66,7 +74,13 @@ class RecommendationTask(TextAdapterCheckpoints):
             as ``curve/test/<metric>@k``, for learning curves only (how far a budget is from
             convergence). Nothing monitors these keys: selection, early stopping and the reported
             ``test/`` metrics still come from validation and the selected checkpoint.
+        nonfinite_loss: what a NaN or infinite training loss does: ``error`` (default) stops training
+            with ``NonFiniteLossError`` naming the epoch and step; ``skip`` drops that batch (no
+            optimiser step) with a warning. Checked every step (one device-to-host read of the loss).
+            ``skip`` is for one process only: under DDP the other ranks would wait for the step.
     """
+
+    run_config: dict[str, Any] | None = None  # the resolved run config, saved in every checkpoint
 
     def __init__(
         self,
@@ -81,8 +95,12 @@ class RecommendationTask(TextAdapterCheckpoints):
         item_groups: Mapping[str, Tensor] | None = None,
         sampling: Mapping[str, Any] | None = None,
         test_curve: bool = False,
+        nonfinite_loss: Literal["error", "skip"] = "error",
     ) -> None:
         super().__init__()
+        if nonfinite_loss not in NONFINITE_LOSS:
+            raise ConfigError(f"task.nonfinite_loss={nonfinite_loss!r}: expected one of {', '.join(NONFINITE_LOSS)}")
+        self.nonfinite_loss = nonfinite_loss
         self.model = model
         self.text = text if text is not None and text.trainable else None
         self.objectives = nn.ModuleDict(
@@ -182,16 +200,31 @@ class RecommendationTask(TextAdapterCheckpoints):
             return None
         return out.index_select(0, inverse[: len(batch)]), out.index_select(0, inverse[len(batch) :])
 
-    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor | None:
         if self.text is None:
-            return self._training_step(batch)
+            return self._training_step(batch, batch_idx)
         # LoRA: this step's items are re-encoded with gradients; the rest come from the bank.
         node_input = self.model.input  # type: ignore[attr-defined]
         node_input.set_live_features("item", self.text.live_features(node_input, torch.cat([batch.pos_items, batch.neg_items])))
         try:
-            return self._training_step(batch)
+            return self._training_step(batch, batch_idx)
         finally:
             node_input.set_live_features("item", None)
+
+    def _checked(self, loss: Tensor, batch_idx: int) -> Tensor | None:
+        """``loss``, unless it is NaN/inf: then stop (``nonfinite_loss=error``) or skip the batch
+        (``None``: Lightning runs no backward and no optimiser step for it). A NaN loss left alone
+        turns every weight into NaN at the next Adam step and the run "finishes" with garbage."""
+        if bool(torch.isfinite(loss)):
+            return loss
+        where = f"epoch {self.current_epoch}, step {batch_idx} of the epoch (global step {self.global_step})"
+        if self.nonfinite_loss == "skip":
+            warnings.warn(f"non-finite training loss ({float(loss.detach())}) at {where}: batch skipped (task.nonfinite_loss=skip)")
+            return None
+        raise NonFiniteLossError(
+            f"non-finite training loss ({float(loss.detach())}) at {where}; check task.lr and the data, or set "
+            "task.nonfinite_loss=skip to skip such batches"
+        )
 
     def _sampled_pass(self, batch: TrainBatch) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Sampled training: the batch's users [B, D] and positive + negative items [2B, D], propagated
@@ -224,7 +257,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         if self._lazy is not None and self.trainer.world_size > 1:
             raise ConfigError("task.sampling.row_updates=lazy_adam updates rows outside DDP's gradient sync; use dense under DDP")
 
-    def _training_step(self, batch: TrainBatch) -> Tensor:
+    def _training_step(self, batch: TrainBatch, batch_idx: int = 0) -> Tensor | None:
         ego: list[Tensor] | None = None
         if self._sampler is not None:  # objectives are refused with sampling: no graph-level outputs needed
             graph, layers, user_emb, item_emb = None, None, None, None
@@ -252,16 +285,21 @@ class RecommendationTask(TextAdapterCheckpoints):
         if len(self.objectives):
             ctx = StepContext(self.model, graph, batch, layers, user_emb, item_emb)
             terms += [objective(ctx) for objective in self.objectives.values()]
+        loss = terms[0]
+        for t in terms[1:]:
+            loss = loss + t
+        if self._checked(loss, batch_idx) is None:
+            return None  # skipped: kept out of the epoch means too
         # Epoch means are accumulated here and logged once per epoch: a self.log call per step costs
         # about as much as a LightGCN step on ml-100k.
         n = len(batch)
         self._train_sums += torch.stack([*(t.detach() * n for t in terms), bpr.new_tensor(float(n))])
-        loss = terms[0]
-        for t in terms[1:]:
-            loss = loss + t
         return loss
 
     def on_train_start(self) -> None:
+        # A resumed fit may start inside an epoch (last.ckpt is saved at validation), where
+        # on_train_epoch_start does not run for that epoch.
+        self._train_sums = torch.zeros(3 + len(self.objectives), device=self.device)
         self._refresh_text()
 
     def _refresh_text(self) -> None:
@@ -282,6 +320,18 @@ class RecommendationTask(TextAdapterCheckpoints):
         logged = {f"train/{name}": value for name, value in zip(names, means)}
         logged["train/loss"] = sum(means)
         self.log_dict(logged, sync_dist=False)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also save what the weights belong to (``training.checkpoint.CHECKPOINT_KEY``): the resolved
+        run config and the model's class and sizes, so loading can say what differs before a raw
+        state-dict mismatch would. Plain containers only: loadable with ``weights_only=True``."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY] = {
+            "config": self.run_config,
+            "model": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+            "num_users": int(self.model.num_users),
+            "num_items": int(self.model.num_items),
+        }
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):  # typed batches move themselves
         if isinstance(batch, (TrainBatch, EvalBatch)):

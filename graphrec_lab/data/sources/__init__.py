@@ -6,7 +6,7 @@ atomic files, ``unisrec_source(prefix)`` any dataset of the UniSRec release; ``r
 dataset name (listed, ``recbole:<name>`` or ``unisrec:<Prefix>``) to its source.
 """
 
-from graphrec_lab.data.errors import DataFormatError, DatasetNotFoundError
+from graphrec_lab.data.errors import DataFormatError, DatasetNotFoundError, UnknownDatasetError
 from graphrec_lab.data.sources.base import DatasetSource
 from graphrec_lab.data.sources.download import ensure_files, file_sha256
 from graphrec_lab.data.sources.lightgcn_text import read_lightgcn_text
@@ -24,6 +24,7 @@ from graphrec_lab.data.sources.unisrec import (
 __all__ = [
     "SOURCES",
     "UNISREC_URL",
+    "UnknownDatasetError",
     "DataFormatError",
     "DatasetNotFoundError",
     "DatasetSource",

@@ -125,6 +125,8 @@ def ensure_files(source: SourceFiles, data_dir: str | Path, download: bool = Tru
     try:
         for i, (url, kind) in enumerate(source.downloads):
             kind_name, _, arg = kind.partition(":")
+            if kind_name == "file" and arg not in missing:
+                continue  # present and verified: fetch (and name in errors) only what is missing
             try:
                 if kind_name == "file":
                     dest = tmp / arg

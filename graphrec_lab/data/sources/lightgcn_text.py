@@ -16,6 +16,7 @@ import torch
 
 from graphrec_lab.data.errors import format_error
 from graphrec_lab.data.graph import SPLIT_TEST, SPLIT_TRAIN, RawInteractions
+from graphrec_lab.data.text import read_text_lines
 
 
 def _parse_adjacency(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -26,7 +27,7 @@ def _parse_adjacency(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Parsing is bulk: one ``str.split`` per line and one numpy conversion for the whole file
     (about 0.3 s for Gowalla's 810k edges); the per-line scan only runs to locate an error.
     """
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text_lines(path, fix="save the file as UTF-8")[0]
     parts = [line.split() for line in lines]
     counts = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
     flat = list(chain.from_iterable(parts))
@@ -63,7 +64,7 @@ def _list_rows(path: Path) -> int:
     """Number of entity rows in a ``user_list.txt``/``item_list.txt`` (header excluded)."""
     if not path.is_file():
         return 0
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in read_text_lines(path, fix="save the file as UTF-8")[0] if line.strip()]
     if lines and not lines[0].split()[-1].lstrip("-").isdigit():
         lines = lines[1:]  # "org_id remap_id" header
     return len(lines)

@@ -19,6 +19,7 @@ import torch
 from graphrec_lab.data.errors import format_error, not_found_error
 from graphrec_lab.data.graph import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL, RawInteractions
 from graphrec_lab.data.sources.base import DatasetSource
+from graphrec_lab.data.text import read_text_lines
 
 RECBOLE_URL = "https://recbole.io/dataset_list.html"
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
@@ -63,7 +64,7 @@ class _Table:
 
 def _read_table(path: Path) -> _Table:
     """Parse and validate an atomic file: header types, column counts, numeric float cells."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text_lines(path, fix="save the file as UTF-8")[0]
     if not lines or not lines[0].strip():
         raise format_error(path, 1 if lines else None, "empty file; expected a 'name:type' header row")
     fields: list[tuple[str, str]] = []
@@ -102,6 +103,19 @@ def _read_table(path: Path) -> _Table:
                         message = f"field {name!r}: {token!r} is not a number"
                         raise format_error(path, linenos[k], message) from None
     return table
+
+
+def _finite(table: _Table, name: str) -> np.ndarray:
+    """Column ``name`` as float64 [R]; ``nan``/``inf`` (which float() accepts) raise with their line:
+    a NaN rating would pass every threshold test as False and an inf timestamp breaks ordering."""
+    values = table.floats(name)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        k = int(bad[0])
+        raise format_error(
+            table.path, table.linenos[k], f"field {name!r}: {table.columns[name][k]!r} is not a finite number"
+        )
+    return values
 
 
 def _text_rows(
@@ -166,8 +180,8 @@ def read_recbole_atomic(
         users.append(np.fromiter((user_ids.setdefault(t, len(user_ids)) for t in u_col), np.int64, len(u_col)))
         items.append(np.fromiter((item_ids.setdefault(t, len(item_ids)) for t in i_col), np.int64, len(i_col)))
         splits.append(np.full(len(u_col), split if split is not None else -1, dtype=np.int8))
-        ratings.append(table.floats(rating_field) if rating_field in table.columns else None)
-        times.append(table.floats(time_field) if time_field in table.columns else None)
+        ratings.append(_finite(table, rating_field) if rating_field in table.columns else None)
+        times.append(_finite(table, time_field) if time_field in table.columns else None)
 
     item_text = user_text = None
     item_file = folder / f"{dataset}.item"

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from graphrec_lab.data.errors import UnknownDatasetError
 from graphrec_lab.data.sources.base import DatasetSource
 from graphrec_lab.data.sources.lightgcn_text import read_lightgcn_text
 from graphrec_lab.data.sources.mind import mind_source
@@ -163,14 +164,16 @@ _add(
 
 
 def get_source(name: str) -> DatasetSource:
-    """The source listed as ``name``; unknown names raise ``KeyError`` listing the known ones."""
+    """The source listed as ``name``; an unknown name raises ``UnknownDatasetError`` (a ``KeyError``)
+    listing the known ones and the prefixes for ad-hoc folders."""
     try:
         return SOURCES[name]
     except KeyError:
         known = ", ".join(sorted(SOURCES))
-        raise KeyError(
-            f"unknown dataset source {name!r}; known: {known}. For RecBole atomic files use "
-            "graphrec_lab.data.sources.recbole_atomic.recbole_source(name)"
+        raise UnknownDatasetError(
+            f"data.dataset={name!r}: unknown dataset; registered: synthetic, {known}. For a folder of "
+            f"RecBole atomic files <data_dir>/{name}/{name}.inter use data.dataset=recbole:{name}; for "
+            f"UniSRec files <data_dir>/{name}/{name}.* use data.dataset=unisrec:{name}"
         ) from None
 
 
