@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from graphrec_lab.config import config_dir
 from graphrec_lab.training import objectives
 from graphrec_lab.training.objectives import OBJECTIVES, Objective
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = config_dir()
 
 
 def test_every_objective_class_is_registered() -> None:
