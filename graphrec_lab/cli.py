@@ -18,18 +18,24 @@
     graphrec-lab export <run dir> [--out DIR] [--index hnsw|flat|none]
     graphrec-lab explain <run dir> --user U --item I [--method ...] [--png F] | --evaluate
                                                  (graphrec_lab/inference/cli.py has every option)
+
+Configs ship inside the package (graphrec_lab/configs/); $GRAPHREC_CONFIG_DIR names a folder of your
+own, searched first (same layout: model/mine.yaml, experiment/x.yaml). A progress bar shows on a
+terminal and never when piped or under CI ($GRAPHREC_PROGRESS=1/0 forces it).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from graphrec_lab.config import ConfigError, compose, config_dir
+from graphrec_lab.config import ConfigError, compose, config_dir, config_names, register_user_configs
+from graphrec_lab.tracking.console import PROGRESS_ENV
 
 USAGE = __doc__ or ""
 
@@ -56,14 +62,17 @@ def _hydra_run() -> None:
     from hydra.core.hydra_config import HydraConfig
 
     swept = _swept_keys(sys.argv[1:])
+    register_user_configs()  # $GRAPHREC_CONFIG_DIR first, then the shipped configs
 
     @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
     def _main(cfg: DictConfig) -> float | None:
         from hydra.types import RunMode
 
         from graphrec_lab.experiment import run_experiment
+        from graphrec_lab.tracking.console import setup_console
         from graphrec_lab.tracking.wandb import label_run
 
+        setup_console()  # again: Hydra has just configured logging for the job
         hc = HydraConfig.get()
         overrides = list(hc.overrides.task)
         if hc.mode == RunMode.MULTIRUN:
@@ -127,6 +136,8 @@ def _sweep(args: list[str]) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every trial")
     ns = parser.parse_intermixed_args(args)
+    if ns.workers > 1:  # several processes drawing bars on one terminal garble each other
+        os.environ.setdefault(PROGRESS_ENV, "0")
     from graphrec_lab.sweeps import run_sweep
     from graphrec_lab.sweeps.study import quiet_lightning
 
@@ -237,7 +248,7 @@ def _data(args: list[str]) -> None:
     try:
         cfg = compose([f"data={args[0]}", *args[1:]])
     except HydraException as exc:  # no such data config, a malformed override
-        options = sorted(p.stem for p in (config_dir() / "data").glob("*.yaml"))
+        options = config_names("data")
         raise ConfigError(f"data {' '.join(args)}: {str(exc).splitlines()[0]} (data configs: {', '.join(options)})") from None
     validate_config(cfg)  # the same check as `run`: a bad key or value stops before any parsing
     dm = instantiate(cfg.data, _convert_="all")
@@ -252,6 +263,12 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
+    if command in ("run", "sweep", "study", "reproduce"):  # the commands that train
+        from graphrec_lab.tracking.console import setup_console
+        from graphrec_lab.tracking.wandb import quiet_wandb_console
+
+        setup_console()
+        quiet_wandb_console()
     try:
         if command == "run":
             sys.argv = [f"graphrec-lab {command}", *rest]

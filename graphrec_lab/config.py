@@ -1,6 +1,7 @@
 """Config composition and validation.
 
-Hydra composes ``configs/``; before anything is built, ``validate_config`` checks every node with a
+Hydra composes ``graphrec_lab/configs/`` (shipped inside the package), after the folder named by
+``$GRAPHREC_CONFIG_DIR`` when it is set; before anything is built, ``validate_config`` checks every node with a
 ``_target_`` against the signature of the callable it names (as torchtune does), and the top level
 against the known keys, so a misspelt key stops the run with its full dotted name and a suggestion,
 instead of silently becoming a default.
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hydra.core.config_search_path import ConfigSearchPath, SearchPathQuery
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Top-level keys of configs/train.yaml besides the config groups.
@@ -75,11 +78,70 @@ class ConfigError(ValueError):
 
 
 def config_dir() -> Path:
-    """``$GRAPHREC_CONFIG_DIR``, else the repository's ``configs/`` next to the package."""
+    """The shipped configs: ``graphrec_lab/configs/`` inside the installed package."""
+    return Path(__file__).resolve().parent / "configs"
+
+
+def user_config_dir() -> Path | None:
+    """``$GRAPHREC_CONFIG_DIR``: a folder of the user's configs, searched before the shipped ones.
+
+    It holds files in the same layout (``model/mine.yaml``, ``experiment/x.yaml``, even a whole
+    ``train.yaml``): a new file adds a choice, a file named like a shipped one replaces it.
+    """
     env = os.environ.get("GRAPHREC_CONFIG_DIR")
-    if env:
-        return Path(env).resolve()
-    return (Path(__file__).resolve().parent.parent / "configs").resolve()
+    if not env:
+        return None
+    path = Path(env).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(f"GRAPHREC_CONFIG_DIR={env!r}: not a directory")
+    return path
+
+
+def config_search_path() -> list[Path]:
+    """The config folders in lookup order (the first holding a file wins)."""
+    user = user_config_dir()
+    return [user, config_dir()] if user is not None else [config_dir()]
+
+
+def find_config(group: str, name: str) -> Path | None:
+    """``(sweep, lightgcn)`` -> the first ``<dir>/sweep/lightgcn.yaml`` on the search path, or None."""
+    for root in config_search_path():
+        path = root / group / f"{name}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def config_names(group: str) -> list[str]:
+    """Every config name of a group over the whole search path, sorted."""
+    return sorted({p.stem for root in config_search_path() for p in (root / group).glob("*.yaml")})
+
+
+class UserConfigSearchPath(SearchPathPlugin):
+    """Puts ``$GRAPHREC_CONFIG_DIR`` before the shipped configs on Hydra's search path.
+
+    Registered by ``register_user_configs``; it acts only on a search path whose primary folder is
+    the shipped configs, so another Hydra app in the same process is left alone.
+    """
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        user = user_config_dir()
+        if user is None:
+            return
+        # hydra.main gives the main folder as file://<path>, initialize_config_dir as a bare path
+        mains = [Path(str(e.path).removeprefix("file://")) for e in search_path.get_path() if e.provider == "main"]
+        if config_dir() not in mains:
+            return
+        search_path.prepend(provider="graphrec-lab", path=f"file://{user}", anchor=SearchPathQuery(provider="main"))
+
+
+def register_user_configs() -> None:
+    """Check ``$GRAPHREC_CONFIG_DIR`` and register ``UserConfigSearchPath`` (once) with Hydra; every
+    entry point that composes the config calls it before Hydra builds its search path."""
+    from hydra.core.plugins import Plugins
+
+    user_config_dir()  # a bad folder: a ConfigError now, not a Hydra traceback later
+    Plugins.instance().register(UserConfigSearchPath)
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
@@ -90,6 +152,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
 
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
+    register_user_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 

@@ -29,9 +29,10 @@ from graphrec_lab.config import ConfigError, validate_config
 from graphrec_lab.data.graph import InteractionGraph
 from graphrec_lab.data.protocols import DataModule, ItemGroupSource, ItemTextSource, implements
 from graphrec_lab.distributed import global_rank, launch_local_ranks, new_run_id
+from graphrec_lab.tracking.paths import safe_dir_name
 from graphrec_lab.tracking.results import ResultStore, ResultStoreError, failure_record, save_fallback
 from graphrec_lab.tracking.wandb_dashboard import finish_wandb_run
-from graphrec_lab.training.callbacks import EpochTimer
+from graphrec_lab.training.callbacks import EpochTimer, progress_bar_callbacks, progress_bar_enabled
 from graphrec_lab.training.checkpoint import check_checkpoint
 from graphrec_lab.training.threads import apply_thread_policy, local_ranks
 
@@ -152,6 +153,12 @@ def _run(
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         if checkpoint is not None and checkpoint.best_model_path:
             ckpt_path = checkpoint.best_model_path
+        elif checkpoint is not None:
+            log.warning(
+                "no validation ran in %d epochs (trainer.check_val_every_n_epoch=%s): the metrics below are "
+                "the last epoch's, not a selected checkpoint's (best_epoch -1)",
+                trainer.current_epoch, cfg.trainer.get("check_val_every_n_epoch"),
+            )
     elif cfg.get("ckpt_path"):
         ckpt_path = str(cfg.ckpt_path)  # evaluate a saved checkpoint (fit=false)
     fit_s = time.perf_counter() - t_fit
@@ -254,7 +261,7 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
     _check_metric_exists(cfg, task)
 
     name = cfg.name or f"{type(model).__name__.lower()}-{graph.name}"
-    run_dir = Path(cfg.paths.root) / "runs" / name / run_id
+    run_dir = Path(cfg.paths.root) / "runs" / safe_dir_name(name) / run_id
     if global_rank() == 0:  # other ranks write nothing of their own (checkpoint dir: rank 0's, broadcast)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -270,7 +277,8 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
     # _partial_: pass live callback and logger objects straight to the constructor (Hydra would try
     # to turn them into config nodes).
     trainer: pl.Trainer = instantiate(cfg.trainer, _partial_=True)(
-        callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
+        callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir),
+        enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar")),
     )
     return Experiment(cfg, datamodule, graph, model, task, callbacks, loggers, trainer, timer, name, run_id, run_dir)
 
@@ -311,6 +319,7 @@ def _callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
             with open_dict(node):
                 node.dirpath = str(run_dir / "checkpoints")
         out.append(instantiate(node))
+    out.extend(progress_bar_callbacks(cfg.trainer.get("enable_progress_bar")))
     return out
 
 
@@ -355,7 +364,8 @@ def _git(*args: str) -> str | None:
 
 
 def format_metrics_table(metrics: dict[str, float], title: str = "") -> str:
-    """A plain-text table: one row per metric@k, validation and test side by side."""
+    """A plain-text table: one row per metric@k, validation and test side by side, then the run's
+    other numbers; counts (``num_users``, ``epochs``, ``best_epoch``, ``skipped_users/*``) as integers."""
     rows: dict[str, dict[str, float]] = {}
     extra = []
     for key, value in metrics.items():
@@ -364,12 +374,24 @@ def format_metrics_table(metrics: dict[str, float], title: str = "") -> str:
             rows.setdefault(metric, {})[split] = value
         else:
             extra.append((key, value))
-    width = max([len(m) for m in rows] + [6])
+    width = max([len(m) for m in rows] + [len(k) for k, _ in extra] + [6])
     lines = [title, f"{'metric':<{width}}  {'val':>8}  {'test':>8}", "-" * (width + 20)] if title else []
     for metric in sorted(rows, key=lambda m: (m.split("@")[0], int(m.split("@")[1]) if "@" in m and m.split("@")[1].isdigit() else 0)):
         v, t = rows[metric].get("val"), rows[metric].get("test")
-        fmt = lambda x: f"{x:8.4f}" if x is not None else f"{'-':>8}"  # noqa: E731
-        lines.append(f"{metric:<{width}}  {fmt(v)}  {fmt(t)}")
+        lines.append(f"{metric:<{width}}  {_cell(metric, v, 4)}  {_cell(metric, t, 4)}")
     for key, value in extra:
-        lines.append(f"{key:<{width}}  {value:8.3f}")
+        lines.append(f"{key:<{width}}  {_cell(key, value, 3)}")
     return "\n".join(lines)
+
+
+_COUNT_NAMES = ("epochs", "best_epoch", "skipped_users")
+
+
+def _cell(key: str, value: float | None, digits: int) -> str:
+    """One right-aligned 8-wide cell: ``-`` when missing, an integer for a whole-valued count."""
+    if value is None:
+        return f"{'-':>8}"
+    is_count = any(part in _COUNT_NAMES or part.startswith("num_") for part in key.split("/"))
+    if is_count and float(value).is_integer():
+        return f"{int(value):>8d}"
+    return f"{value:8.{digits}f}"

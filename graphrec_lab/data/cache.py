@@ -115,6 +115,7 @@ def load_or_build_entry(
                 return obj
         log.warning("processed cache entry %s %s; rebuilding it from the raw files", entry, problem)
         stale = True
+    log.info("processing %s (once: later runs load it from %s)", name, entry)
     obj = build()
     try:
         _write_entry(obj, entry, name, key, parts, filename, meta, replace=stale)

@@ -25,7 +25,7 @@ from typing import Any
 import optuna
 from omegaconf import OmegaConf
 
-from graphrec_lab.config import ConfigError, ConfigIssue, check_values, config_dir
+from graphrec_lab.config import ConfigError, ConfigIssue, check_values, config_dir, config_names, find_config
 from graphrec_lab.sweeps.space import SearchSpace, parse_space
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
@@ -93,18 +93,19 @@ class SweepConfig:
 
 
 def sweep_path(name_or_path: str) -> Path:
-    """``lightgcn`` -> ``configs/sweep/lightgcn.yaml``; a path to a YAML file is used as is."""
+    """``lightgcn`` -> ``sweep/lightgcn.yaml`` of ``$GRAPHREC_CONFIG_DIR``, else of the shipped configs;
+    a path to a YAML file is used as is."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.is_file():
         return p
-    return config_dir() / "sweep" / f"{name_or_path}.yaml"
+    return find_config("sweep", name_or_path) or config_dir() / "sweep" / f"{name_or_path}.yaml"
 
 
 def load_sweep_config(name_or_path: str) -> SweepConfig:
     """Read and validate a sweep config; every error names the file and the key."""
     path = sweep_path(name_or_path)
     if not path.is_file():
-        available = sorted(q.stem for q in (config_dir() / "sweep").glob("*.yaml"))
+        available = config_names("sweep")
         raise ConfigError(f"sweep config {name_or_path!r} not found at {path}; available: {available}")
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)

@@ -19,7 +19,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from graphrec_lab.config import ConfigError, config_dir
+from graphrec_lab.config import ConfigError, config_dir, register_user_configs
 
 
 def config_groups(overrides: Sequence[str]) -> set[str]:
@@ -31,6 +31,7 @@ def config_groups(overrides: Sequence[str]) -> set[str]:
 
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
+    register_user_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = hydra_compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
     return {str(k) for k in cfg.hydra.runtime.choices if not str(k).startswith("hydra/")}

@@ -145,3 +145,22 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def quiet_wandb_console() -> None:
+    """W&B prints ~40 lines per run (header, sparkline history, summary, sync hints), all of which
+    the run's files and the final table already hold. Without an API key (offline runs) it is made
+    silent; with one, quiet (the run's URL still prints). Console capture is off, so progress bars
+    are not copied into the run. Settings already in the environment win."""
+    online = wandb_is_configured() and os.environ.get("WANDB_MODE", "") not in ("offline", "disabled", "dryrun")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+    if online:
+        os.environ.setdefault("WANDB_QUIET", "true")
+        return
+    os.environ.setdefault("WANDB_SILENT", "true")
+    if os.environ["WANDB_SILENT"].lower() in ("1", "true", "yes"):
+        # wandb.init checks its arguments before reading WANDB_SILENT, and Lightning passes
+        # anonymous=None, which wandb (0.31) answers with a deprecation line; set silent first.
+        import wandb
+
+        wandb.termsetup(wandb.Settings(silent=True), None)

@@ -5,7 +5,7 @@ processes share those cores (``sweep --workers N``, a notebook beside a run, a s
 process's OpenMP threads wait on cores that another process holds, and a parallel sparse product
 stalls on its slowest thread. The policy gives each of the job's processes its share of the cores.
 
-``threads`` (run config, ``configs/train.yaml``):
+``threads`` (run config, ``graphrec_lab/configs/train.yaml``):
 
 * ``auto`` (default): the cores this process may run on (``os.sched_getaffinity``) divided by the
   number of concurrent processes of this job: the sweep workers (``GRAPHREC_CONCURRENT_WORKERS``, set

@@ -14,6 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from graphrec_lab.config import config_dir
 from graphrec_lab.models.text import (
     DEFAULT_MODEL,
     EmbeddingStore,
@@ -24,7 +25,6 @@ from graphrec_lab.models.text import (
     resolve_model_path,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 TEXTS = [
     "graph neural networks for recommendation",
     "a",
@@ -423,7 +423,7 @@ def test_lora_state_dict_round_trip(base_model, tokenizer) -> None:
 def test_encoder_configs_match_the_signature(name: str) -> None:
     import inspect
 
-    cfg = OmegaConf.load(REPO / "configs" / "encoder" / f"{name}.yaml")
+    cfg = OmegaConf.load(config_dir() / "encoder" / f"{name}.yaml")
     assert cfg._target_ == "graphrec_lab.models.text.TextEncoder"
     params = set(inspect.signature(TextEncoder.__init__).parameters) - {"self"}
     assert set(cfg) - {"_target_"} <= params
@@ -440,7 +440,7 @@ def test_real_minilm_matches_sentence_transformers() -> None:
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    cfg = OmegaConf.load(REPO / "configs" / "encoder" / "minilm_frozen.yaml")
+    cfg = OmegaConf.load(config_dir() / "encoder" / "minilm_frozen.yaml")
     enc = instantiate(cfg, normalize=True)
     assert isinstance(enc, TextEncoder) and enc.dim == 384
     texts = ["A man is playing a guitar.", "Someone is playing an acoustic guitar.",
@@ -458,7 +458,7 @@ def test_real_minilm_matches_sentence_transformers() -> None:
 def test_real_minilm_lora_config_builds() -> None:
     from hydra.utils import instantiate
 
-    enc = instantiate(OmegaConf.load(REPO / "configs" / "encoder" / "minilm_lora.yaml"))
+    enc = instantiate(OmegaConf.load(config_dir() / "encoder" / "minilm_lora.yaml"))
     trainable = [n for n, p in enc.named_parameters() if p.requires_grad]
     assert len(trainable) == 6 * 2 * 2 and all("lora_" in n for n in trainable)
     enc.eval()

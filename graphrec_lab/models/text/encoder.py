@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from graphrec_lab.models.text.errors import TextEncoderError
 from graphrec_lab.models.text.inputs import TEXT_ERRORS, TextErrors, validate_texts
 from graphrec_lab.models.text.resolve import DEFAULT_MODEL, resolve_model_path
+from graphrec_lab.tracking.console import progress
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +305,7 @@ class TextEncoder(nn.Module):
         chunks: list[Tensor] = []
         grad_ctx = torch.inference_mode() if self.frozen else contextlib.nullcontext()
         with grad_ctx, self._autocast(device):
-            for start in range(0, n, bs):
+            for start in progress(range(0, n, bs), desc=f"encoding {n} texts", unit="batch"):
                 rows = order[start : start + bs]
                 input_ids, mask = self._pad([ids[i] for i in rows], lengths[rows])
                 chunks.append(self._embed(input_ids.to(device, non_blocking=non_blocking), mask.to(device, non_blocking=non_blocking)))
