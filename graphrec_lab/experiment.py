@@ -204,6 +204,7 @@ def _run(
         # The strategy's device: Lightning moves the module back to the CPU when fit/test end.
         "device": str(trainer.strategy.root_device),
         "world_size": int(trainer.world_size),
+        "torch_threads": torch.get_num_threads(),  # the thread policy's choice (graphrec_lab/training/threads.py)
         "strategy": type(trainer.strategy).__name__,
     }
     store_error: ResultStoreError | None = None

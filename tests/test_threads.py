@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -55,6 +56,25 @@ def test_ddp_ranks_count_as_processes(monkeypatch, restore_threads):
     monkeypatch.setattr(threads, "available_cores", lambda: 16)
     monkeypatch.setattr(threads, "_DEFAULT_THREADS", 16)
     assert threads.apply_thread_policy("auto", ranks=4) == torch.get_num_threads() == 2  # 16 cores / (2 x 4)
+
+
+def test_the_choice_is_logged_once_and_at_info_only_when_it_departs_from_the_default(
+    monkeypatch, caplog, restore_threads
+):
+    monkeypatch.delenv(threads.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    monkeypatch.setattr(threads, "_DEFAULT_THREADS", 4)
+    monkeypatch.setattr(threads, "_logged", None)
+    caplog.set_level(logging.DEBUG, logger=threads.__name__)
+    torch.set_num_threads(4)
+    threads.apply_thread_policy("auto")  # the default: DEBUG
+    threads.apply_thread_policy("auto")  # the same choice: not logged again
+    monkeypatch.setenv(threads.WORKERS_ENV, "2")
+    threads.apply_thread_policy("auto")  # 8 cores / 2 workers = 4: still the default
+    threads.apply_thread_policy(1)
+    assert [(r.levelno, "intra-op" in r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, True), (logging.DEBUG, True), (logging.INFO, True)
+    ]  # fmt: skip
 
 
 def test_build_applies_the_setting_and_the_config_rejects_a_bad_one(out_dir, restore_threads):

@@ -104,10 +104,12 @@ def local_ranks(devices: object) -> int:
 def apply_thread_policy(setting: int | str, ranks: int = 1) -> int:
     """Set torch's intra-op (and, while still allowed, inter-op) threads for ``setting``; ``ranks``: the
     run's own processes on this machine (DDP), which share the cores like sweep workers. Logs the
-    choice once per process (again only when it changes). Returns the thread count."""
+    choice once per process (again only when it changes): at INFO when it differs from torch's
+    start-up default, else at DEBUG. Returns the thread count."""
     global _logged
     workers = concurrent_workers() * max(1, ranks)
     n = resolve_threads(setting, workers=workers)
+    changed = torch.get_num_threads() != n or n != _DEFAULT_THREADS
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     if torch.get_num_interop_threads() != n:
@@ -121,6 +123,9 @@ def apply_thread_policy(setting: int | str, ranks: int = 1) -> int:
         else "threads setting"
     )
     if _logged != (n, why):
-        log.info("torch threads: %d intra-op, %d inter-op (%s)", n, torch.get_num_interop_threads(), why)
+        # INFO when the policy departs from torch's default (sweep workers, DDP ranks, a set value);
+        # a plain run keeps the default and its console output stays as it was (DEBUG).
+        level = logging.INFO if changed else logging.DEBUG
+        log.log(level, "torch threads: %d intra-op, %d inter-op (%s)", n, torch.get_num_interop_threads(), why)
         _logged = (n, why)
     return n
