@@ -6,6 +6,7 @@ curve value is recorded and compared with the target; the test curve never chang
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -121,3 +122,21 @@ def test_tta_script_writes_its_result(tmp_path):
     assert result["complete_epochs"] == result["epochs"] == 1 and result["mean_epoch_s"] == result["epoch_seconds"][0] > 0
     assert result["peak_memory_kind"] == "ru_maxrss" and result["peak_memory_bytes"] > 0
     assert "model=lightgcn" in result["config_overrides"] and result["precision"] == "32-true"
+
+
+def test_summary_divides_the_recorded_cpu_epoch_by_the_run_epoch(tmp_path):
+    spec = importlib.util.spec_from_file_location("tta_summarize", ROOT / "benchmarks/time_to_accuracy/summarize.py")
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    records = tmp_path / "records.jsonl"
+    rows = [("graphrec_lab.models.XSimGCL", 100.0), ("graphrec_lab.models.XSimGCL", 140.0), ("graphrec_lab.models.LightGCN", 80.0)]
+    records.write_text("".join(json.dumps({"config": {"model": {"_target_": t}}, "metrics": {"time/epoch_s": s}}) + "\n" for t, s in rows))
+    assert summarize.cpu_epoch_seconds(records) == {"xsimgcl": 120.0, "lightgcn": 80.0}
+    result = {
+        "model": "xsimgcl", "precision": "bf16-mixed", "config_overrides": ["data=gowalla", "model=xsimgcl"], "target": 0.183,
+        "reached": True, "seconds_to_target_fit": 50.0, "seconds_to_target_total": 60.0, "fit_s": 55.0, "epochs": 10,
+        "final_selected_curve": 0.19, "mean_epoch_s": 3.0, "peak_memory_bytes": 2**30, "peak_memory_kind": "cuda",
+        "device": "GPU", "accelerator": "gpu",
+    }  # fmt: skip
+    text = summarize.summarize([result], records)
+    assert "CPU 120.00 s/epoch / gpu 3.000 s/epoch = 40.0x" in text and "50.0" in text
