@@ -28,7 +28,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hydra.core.config_search_path import ConfigSearchPath, SearchPathQuery
 from hydra.plugins.search_path_plugin import SearchPathPlugin
@@ -38,6 +38,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 TOP_LEVEL_KEYS = {
     "data", "model", "task", "trainer", "callbacks", "logger", "paths", "experiment", "text",
     "name", "seed", "optimized_metric", "tags", "group", "fit", "test", "print_table", "hydra", "ckpt_path",
+    "threads",
 }
 PATHS_KEYS = {"root", "results"}
 # Arguments run_experiment supplies at instantiation time (never in the config files).
@@ -271,6 +272,7 @@ PARAM_RANGES: dict[str, Range] = {
 TOP_LEVEL_TYPES: dict[str, Any] = {
     "name": str | None, "seed": int, "optimized_metric": str, "tags": list[str], "group": str | None,
     "fit": bool, "test": bool, "print_table": bool, "ckpt_path": str | None,
+    "threads": int | Literal["auto"],
 }
 
 

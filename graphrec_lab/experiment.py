@@ -34,6 +34,7 @@ from graphrec_lab.tracking.results import ResultStore, ResultStoreError, failure
 from graphrec_lab.tracking.wandb_dashboard import finish_wandb_run
 from graphrec_lab.training.callbacks import EpochTimer, progress_bar_callbacks, progress_bar_enabled
 from graphrec_lab.training.checkpoint import check_checkpoint
+from graphrec_lab.training.threads import apply_thread_policy, local_ranks
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ def _run(
         # The strategy's device: Lightning moves the module back to the CPU when fit/test end.
         "device": str(trainer.strategy.root_device),
         "world_size": int(trainer.world_size),
+        "torch_threads": torch.get_num_threads(),  # the thread policy's choice (graphrec_lab/training/threads.py)
         "strategy": type(trainer.strategy).__name__,
     }
     store_error: ResultStoreError | None = None
@@ -239,7 +241,8 @@ def _check_optimized_metric(cfg: DictConfig) -> None:
 
 
 def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) -> Experiment:
-    """``build`` after validation: seed, then every piece in the order whose RNG draws a seed fixes."""
+    """``build`` after validation: threads, seed, then every piece in the order whose RNG draws a seed fixes."""
+    apply_thread_policy(cfg.get("threads", "auto"), ranks=local_ranks(cfg.trainer.get("devices", 1)))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, _convert_="all")

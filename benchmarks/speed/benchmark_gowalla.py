@@ -26,6 +26,14 @@ Run (from the repository root):
     python benchmarks/speed/benchmark_gowalla.py \
         --json benchmarks/speed/results.json
 
+Under load: ``--competitors N`` starts N competing processes first (each this script in
+``--competitor`` mode: our training step in a loop on the same data, ``--competitor-threads`` torch
+threads each, default 1), waits for each one's first step, runs the whole benchmark beside them and
+terminates them at the end; the JSON's ``competitors`` says how many ran and whether they were still
+running at the end.
+
+    python benchmarks/speed/benchmark_gowalla.py --competitors 2 --json /tmp/loaded2.json
+
 Smoke test (a minute or two):
 
     python benchmarks/speed/benchmark_gowalla.py \
@@ -36,13 +44,16 @@ Smoke test (a minute or two):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
 import platform
 import resource
+import select
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -102,6 +113,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-users", type=int, default=None, help="evaluate only the first N test users (default: all)")
     p.add_argument("--eval-repeats", type=int, default=2)
     p.add_argument("--skip-eval", action="store_true")
+    p.add_argument(
+        "--competitors", type=int, default=0,
+        help="start N competing CPU-bound processes (each a loop of our training step on the same data) for the "
+        "whole benchmark, and stop them at the end: the machine under load",
+    )  # fmt: skip
+    p.add_argument("--competitor-threads", type=int, default=1, help="torch threads of each competing process")
+    p.add_argument("--competitor-ready-timeout", type=float, default=600.0, help="seconds to wait for a competitor's first step")
+    p.add_argument("--competitor", action="store_true", help=argparse.SUPPRESS)  # this process is a competitor
     return p.parse_args(argv)
 
 
@@ -181,6 +200,102 @@ def _update_metrics(evaluator, top, batch) -> None:
 # ---------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.competitor:
+        competitor_loop(args)
+    with competing_processes(args) as competitors:
+        return benchmark(args, argv, competitors)
+
+
+def _data_module(args: argparse.Namespace):
+    from graphrec_lab.data.datamodule import InteractionDataModule
+
+    return InteractionDataModule(
+        dataset=args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, download=False, split="given",
+        val_fraction=args.val_fraction, split_seed=args.split_seed, train_batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch, sampler_seed=args.seed,
+    )  # fmt: skip
+
+
+def competitor_loop(args: argparse.Namespace) -> None:
+    """A competing CPU-bound process: our LightGCN training step (forward, BPR + L2, backward, Adam) in
+    a loop over one epoch's batches, until it is terminated. Prints ``ready`` after its first step."""
+    warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+    torch.set_num_threads(args.competitor_threads)
+    from graphrec_lab.data.sampling import BPRTrainBatches
+    from graphrec_lab.models.gnn.lightgcn import LightGCN
+    from graphrec_lab.training.task import RecommendationTask
+
+    dm = _data_module(args)
+    graph = dm.load_graph()
+    U, I = graph.num_users, graph.num_items
+    batches = list(BPRTrainBatches(graph.train.users, graph.train.items, U, I, args.batch_size, args.seed))
+    task = RecommendationTask(LightGCN(U, I, embedding_dim=args.dim, num_layers=args.layers), lr=args.lr, l2_reg=args.l2)
+    task.attach_graph(dm.train_graph)
+    opt = task.configure_optimizers()
+    task.on_train_epoch_start()
+    step = 0
+    while True:
+        opt.zero_grad(set_to_none=True)
+        task.training_step(batches[step % len(batches)], step).backward()
+        opt.step()
+        if step == 0:
+            print("ready", flush=True)
+        step += 1
+
+
+@contextlib.contextmanager
+def competing_processes(args: argparse.Namespace):
+    """Start ``args.competitors`` copies of this script in ``--competitor`` mode, wait until each has
+    taken its first step, and terminate them (then kill) on exit. Yields their description."""
+    procs: list[subprocess.Popen] = []
+    info: dict = {"n": args.competitors, "threads": args.competitor_threads, "pids": []}
+    argv = [
+        sys.executable, str(Path(__file__).resolve()), "--competitor", "--dataset", args.dataset, "--cache-dir", args.cache_dir,
+        "--val-fraction", str(args.val_fraction), "--split-seed", str(args.split_seed), "--seed", str(args.seed + 1),
+        "--dim", str(args.dim), "--layers", str(args.layers), "--batch-size", str(args.batch_size),
+        "--competitor-threads", str(args.competitor_threads),
+        *(["--data-dir", args.data_dir] if args.data_dir else []),
+    ]  # fmt: skip
+    try:
+        for _ in range(args.competitors):
+            procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+        info["pids"] = [p.pid for p in procs]
+        t0 = time.perf_counter()
+        for p in procs:
+            line = _read_line(p, args.competitor_ready_timeout - (time.perf_counter() - t0))
+            if line != "ready":
+                raise RuntimeError(f"competing process {p.pid} did not start (exit code {p.poll()}, said {line!r})")
+        if procs:
+            info["ready_after_s"] = time.perf_counter() - t0
+            print(f"{len(procs)} competing process(es) running our training step with {args.competitor_threads} thread(s) "
+                  f"each (pids {info['pids']})", flush=True)  # fmt: skip
+        yield info
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str | None:
+    """The next stdout line of ``proc``, or None after ``timeout`` seconds or at its exit."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], max(0.0, timeout))
+    return proc.stdout.readline().strip() if ready else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def benchmark(args: argparse.Namespace, argv: list[str] | None, competitors: dict) -> dict:
     warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
     warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -194,7 +309,6 @@ def main(argv: list[str] | None = None) -> dict:
     from torch.utils.data import DataLoader, Subset
     from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-    from graphrec_lab.data.datamodule import InteractionDataModule
     from graphrec_lab.data.sampling import BPRTrainBatches
     from graphrec_lab.evaluation.evaluator import FullRankingEvaluator
     from graphrec_lab.evaluation.ranking import mask_scores, topk_stable
@@ -223,6 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
             "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         },
         "memory_mb": {},
+        "competitors": competitors,
     }
     lines: list[str] = []
 
@@ -242,22 +357,13 @@ def main(argv: list[str] | None = None) -> dict:
         f"{' (' + env['cuda_device'] + ')' if env['cuda_device'] else ''} | {env['cpu_count']} CPUs, "
         f"{env['torch_threads']} torch threads | load avg {env['loadavg_start']}"
     )
+    if competitors["pids"]:
+        say(f"under load: {competitors['n']} competing process(es) running our training step, {competitors['threads']} thread(s) each")
     mark_memory("start")
 
     # ------------------------------------------------------------------------------------ data
     t0 = time.perf_counter()
-    dm = InteractionDataModule(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        cache_dir=args.cache_dir,
-        download=False,
-        split="given",
-        val_fraction=args.val_fraction,
-        split_seed=args.split_seed,
-        train_batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch,
-        sampler_seed=args.seed,
-    )
+    dm = _data_module(args)
     graph = dm.load_graph()
     t_graph = time.perf_counter() - t0
     train_graph = dm.train_graph
@@ -684,6 +790,10 @@ def main(argv: list[str] | None = None) -> dict:
     say("memory by phase (MB; peak is cumulative): " + ", ".join(f"{k} rss {v['rss']:.0f}/peak {v['peak_rss']:.0f}" for k, v in out["memory_mb"].items() if isinstance(v, dict)))
     say(f"load avg at start {out['env']['loadavg_start']}, at end {out['env']['loadavg_end']} (timings are only meaningful on an idle machine)")
 
+    if competitors["pids"]:  # a competitor that died early would leave part of the run unloaded
+        alive = [_running(pid) for pid in competitors["pids"]]
+        competitors["alive_at_end"] = alive
+        say(f"competing processes still running at the end: {sum(alive)} of {len(alive)}")
     out["report"] = lines
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ from graphrec_lab.sweeps.config import SweepConfig
 from graphrec_lab.sweeps.pruning import OptunaPruning
 from graphrec_lab.sweeps.space import SearchSpace
 from graphrec_lab.tracking.wandb import finish_active_run, label_run
+from graphrec_lab.training.threads import concurrent_workers_env
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -368,8 +369,9 @@ def run_workers(run: SweepRun, workers: int) -> None:
         return
     ctx = mp.get_context("spawn")  # no forked CUDA/thread state; each worker imports afresh
     procs = [ctx.Process(target=_worker_main, args=(run, i), name=f"sweep-worker-{i}") for i in range(workers)]
-    for p in procs:
-        p.start()
+    with concurrent_workers_env(workers):  # threads: auto gives each worker its share of the cores
+        for p in procs:
+            p.start()
     try:
         for p in procs:
             p.join()
