@@ -1,6 +1,7 @@
 """The LightningModule every recommendation run goes through.
 
-It composes a ``Recommender`` (any model of the zoo), the BPR loss with the paper's L2 term, and
+It composes a ``Recommender`` (any model of the zoo), a ranking loss over sampled negatives (BPR by
+default) with the paper's L2 term, the configured optimiser and learning-rate schedule, and
 full-ranking evaluation on validation (model selection) and test (reported once, with the selected
 checkpoint). Models stay plain ``nn.Module``s; nothing here is model-specific.
 """
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 
 from graphrec_lab.config import ConfigError
 from graphrec_lab.data.neighbor_sampling import NeighborSampler
-from graphrec_lab.data.sampling import EvalBatch, TrainBatch
+from graphrec_lab.data.sampling import EvalBatch, NegativeSampler, TrainBatch, hardest_negatives, popularity_weights
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.ops.sparse import operator_cache
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
@@ -25,9 +26,9 @@ from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
 from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
-from graphrec_lab.training.optim import adam
+from graphrec_lab.training.optim import EpochSchedule, OptimizerName, ScheduleName, build_optimizer
 from graphrec_lab.training.lazy_adam import LazyRowAdam
-from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
+from graphrec_lab.training.losses import RANKING_LOSSES, LossName, l2_batch_loss
 from graphrec_lab.training.objectives import Objective, StepContext
 
 # Evaluation metrics are logged per epoch with sync_dist=False on purpose: the metric states were
@@ -35,6 +36,14 @@ from graphrec_lab.training.objectives import Objective, StepContext
 warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level in distributed")
 
 NONFINITE_LOSS = ("error", "skip")
+NEGATIVE_SAMPLERS = ("uniform", "popularity", "in_batch", "hard")
+OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
+LR_SCHEDULES = ("none", "step", "cosine", "warmup", "warmup_cosine", "plateau")
+_ATTR = {"loss": "loss_name", "optimizer": "optimizer_name"}  # config key -> attribute, where they differ
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class NonFiniteLossError(ArithmeticError):
@@ -46,12 +55,12 @@ if TYPE_CHECKING:  # the text package imports transformers; only LoRA runs need 
 
 
 class RecommendationTask(TextAdapterCheckpoints):
-    """BPR training and full-ranking evaluation of a ``Recommender``.
+    """Ranking-loss training and full-ranking evaluation of a ``Recommender`` (docs/training.md).
 
     Args:
         model: the recommender (instantiated with the dataset's user and item counts).
-        lr: Adam learning rate.
-        weight_decay: Adam's L2 on all parameters (0 by default: the LightGCN paper regularises only
+        lr: the optimiser's learning rate (the base rate a schedule scales).
+        weight_decay: the optimiser's L2 (AdamW: decoupled decay) on all parameters (0 by default: the LightGCN paper regularises only
             the batch's layer-0 embeddings, which is ``l2_reg``).
         l2_reg: weight of ``l2_batch_loss`` on the batch's layer-0 embeddings.
         ks, metrics: evaluation cut-offs and metric names (see ``evaluation.evaluator``).
@@ -78,6 +87,25 @@ class RecommendationTask(TextAdapterCheckpoints):
             with ``NonFiniteLossError`` naming the epoch and step; ``skip`` drops that batch (no
             optimiser step) with a warning. Checked every step (one device-to-host read of the loss).
             ``skip`` is for one process only: under DDP the other ranks would wait for the step.
+        loss: the ranking loss over each positive and its negatives (``training.losses``): ``bpr``
+            (pairwise, the default), ``bce`` (pointwise binary cross-entropy) or ``softmax`` (sampled
+            softmax / InfoNCE over the positive and its negatives, logits / ``softmax_temperature``).
+        num_negatives: K, negatives per positive (>= 1).
+        negative_sampler: ``uniform`` (the data module's draw, plus K-1 more), ``popularity``
+            (proportional to training popularity ** ``popularity_alpha``), ``in_batch`` (the positives
+            of other rows of the batch) or ``hard`` (dynamic negative sampling: ``hard_candidates``
+            uniform candidates per negative, the one the current model scores highest is kept). None
+            is ever a training positive of the row's user.
+        optimizer: ``adam``, ``adamw``, ``sgd`` (with ``momentum``) or ``adagrad``.
+        embedding_lr, dense_lr: learning rates of the model's embedding tables and of its other
+            (GNN / dense) weights; None: ``lr``. The LoRA adapters keep ``text.lr``.
+        lr_schedule: ``none``, ``step`` (x ``lr_gamma`` every ``lr_step_size`` epochs), ``cosine`` (down
+            to ``lr_min_factor`` x the base rate at ``trainer.max_epochs``), ``warmup`` (linear from
+            ``warmup_start_factor`` x over ``warmup_epochs``), ``warmup_cosine`` (both) or ``plateau``
+            (x ``lr_gamma`` when ``monitor`` has not improved for ``plateau_patience`` validation
+            checks). Stepped once per epoch (``plateau``: per validation check).
+        monitor, monitor_mode: the validation metric ``plateau`` watches (the config passes
+            ``optimized_metric``) and whether higher (``max``) or lower is better.
     """
 
     run_config: dict[str, Any] | None = None  # the resolved run config, saved in every checkpoint
@@ -96,11 +124,36 @@ class RecommendationTask(TextAdapterCheckpoints):
         sampling: Mapping[str, Any] | None = None,
         test_curve: bool = False,
         nonfinite_loss: Literal["error", "skip"] = "error",
+        loss: LossName = "bpr",
+        num_negatives: int = 1,
+        negative_sampler: Literal["uniform", "popularity", "in_batch", "hard"] = "uniform",
+        popularity_alpha: float = 0.75,
+        hard_candidates: int = 8,
+        softmax_temperature: float = 1.0,
+        optimizer: OptimizerName = "adam",
+        momentum: float = 0.9,
+        embedding_lr: float | None = None,
+        dense_lr: float | None = None,
+        lr_schedule: ScheduleName = "none",
+        lr_step_size: int = 10,
+        lr_gamma: float = 0.5,
+        warmup_epochs: int = 5,
+        warmup_start_factor: float = 0.1,
+        lr_min_factor: float = 0.0,
+        plateau_patience: int = 2,
+        monitor: str = "val/ndcg@20",
+        monitor_mode: Literal["max", "min"] = "max",
     ) -> None:
         super().__init__()
         if nonfinite_loss not in NONFINITE_LOSS:
             raise ConfigError(f"task.nonfinite_loss={nonfinite_loss!r}: expected one of {', '.join(NONFINITE_LOSS)}")
         self.nonfinite_loss = nonfinite_loss
+        self.loss_name, self.num_negatives, self.negative_sampler = loss, num_negatives, negative_sampler
+        self.popularity_alpha, self.hard_candidates, self.softmax_temperature = popularity_alpha, hard_candidates, softmax_temperature
+        self.optimizer_name, self.momentum, self.embedding_lr, self.dense_lr = optimizer, momentum, embedding_lr, dense_lr
+        self.lr_schedule, self.lr_step_size, self.lr_gamma = lr_schedule, lr_step_size, lr_gamma
+        self.warmup_epochs, self.warmup_start_factor, self.lr_min_factor = warmup_epochs, warmup_start_factor, lr_min_factor
+        self.plateau_patience, self.monitor, self.monitor_mode = plateau_patience, monitor, monitor_mode
         self.model = model
         self.text = text if text is not None and text.trainable else None
         self.objectives = nn.ModuleDict(
@@ -121,8 +174,50 @@ class RecommendationTask(TextAdapterCheckpoints):
         self._lazy_rows: tuple[Tensor, Tensor] | None = None
         self._sampler: NeighborSampler | None = None
         self._sample_generator: torch.Generator | None = None
+        self._check_knobs()
         if self.sampling is not None:
             self._check_sampling()
+        self._negatives: NegativeSampler | None = None  # built by attach_graph unless the default draw suffices
+        self._negative_generator: torch.Generator | None = None
+
+    def _check_knobs(self) -> None:
+        """Loss, negatives, optimiser and schedule values, each error naming its ``task.`` key."""
+
+        def expect(ok: bool, key: str, expected: str) -> None:
+            if not ok:
+                raise ConfigError(f"task.{key}={getattr(self, _ATTR.get(key, key))!r}: expected {expected}")
+
+        expect(self.loss_name in RANKING_LOSSES, "loss", "one of " + ", ".join(RANKING_LOSSES))
+        expect(self.negative_sampler in NEGATIVE_SAMPLERS, "negative_sampler", "one of " + ", ".join(NEGATIVE_SAMPLERS))
+        expect(self.optimizer_name in OPTIMIZERS, "optimizer", "one of " + ", ".join(OPTIMIZERS))
+        expect(self.lr_schedule in LR_SCHEDULES, "lr_schedule", "one of " + ", ".join(LR_SCHEDULES))
+        expect(self.monitor_mode in ("max", "min"), "monitor_mode", "max or min")
+        expect(_int(self.num_negatives) and self.num_negatives >= 1, "num_negatives", "an integer >= 1")
+        expect(_int(self.hard_candidates) and self.hard_candidates >= 1, "hard_candidates", "an integer >= 1")
+        expect(_int(self.lr_step_size) and self.lr_step_size >= 1, "lr_step_size", "an integer >= 1")
+        expect(_int(self.warmup_epochs) and self.warmup_epochs >= (self.lr_schedule.startswith("warmup")), "warmup_epochs", "an integer >= 1 with a warmup schedule (>= 0 otherwise)")
+        expect(_int(self.plateau_patience) and self.plateau_patience >= 0, "plateau_patience", "an integer >= 0")
+        expect(self.popularity_alpha >= 0, "popularity_alpha", "a number >= 0 (0: uniform, 1: proportional to popularity)")
+        expect(self.softmax_temperature > 0, "softmax_temperature", "a number > 0")
+        expect(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
+        expect(0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]")
+        expect(0 < self.warmup_start_factor <= 1, "warmup_start_factor", "a number in (0, 1]")
+        expect(0 <= self.lr_min_factor <= 1, "lr_min_factor", "a number in [0, 1]")
+        expect(self.embedding_lr is None or self.embedding_lr > 0, "embedding_lr", "a number > 0 or null (task.lr)")
+        expect(self.dense_lr is None or self.dense_lr > 0, "dense_lr", "a number > 0 or null (task.lr)")
+        expect(self.monitor.startswith("val/"), "monitor", "a val/ metric")
+        if type(self).training_step is not RecommendationTask.training_step and not self._default_step:
+            raise ConfigError(
+                f"task.loss / task.negative_sampler / task.num_negatives: {type(self).__name__} trains with its own step "
+                "(BPR, one uniform negative); keep loss=bpr, negative_sampler=uniform, num_negatives=1"
+            )
+        if self.negative_sampler == "hard" and self.text is not None:
+            raise ConfigError("task.negative_sampler=hard: LoRA text encodes the step's items before the model scores candidates; use another sampler")
+
+    @property
+    def _default_step(self) -> bool:
+        """BPR on the data module's one uniform negative: the step the task has always run."""
+        return self.loss_name == "bpr" and self.negative_sampler == "uniform" and self.num_negatives == 1
 
     def _check_sampling(self) -> None:
         assert self.sampling is not None
@@ -142,11 +237,18 @@ class RecommendationTask(TextAdapterCheckpoints):
             )
         if len(self.objectives) or self.text is not None:
             raise ConfigError("task.sampling: objectives and LoRA text need full-graph training; drop one of them")
+        if self.negative_sampler == "hard":
+            raise ConfigError("task.negative_sampler=hard scores candidates with full-graph embeddings; not with task.sampling")
         if row_updates == "lazy_adam":
+            if self.optimizer_name != "adam" or self.lr_schedule != "none":
+                raise ConfigError(
+                    f"task.sampling.row_updates=lazy_adam is Adam at a fixed rate on the ID rows: it needs task.optimizer=adam "
+                    f"and task.lr_schedule=none (got {self.optimizer_name!r}, {self.lr_schedule!r})"
+                )
             node_input = self.model.input
             if node_input.embedding is None or not node_input.ids_only:
                 raise ConfigError("task.sampling.row_updates=lazy_adam needs ID embeddings in one shared table (feature_mode=id)")
-            self._lazy = LazyRowAdam(node_input.embedding.weight, self.lr, weight_decay=self.weight_decay)
+            self._lazy = LazyRowAdam(node_input.embedding.weight, self.embedding_lr or self.lr, weight_decay=self.weight_decay)
 
     # -------------------------------------------------------------- graph plumbing
     def attach_graph(self, graph: TrainGraph) -> None:
@@ -159,6 +261,42 @@ class RecommendationTask(TextAdapterCheckpoints):
             if type(graph) is not TrainGraph:
                 raise ConfigError(f"task.sampling: the data's {type(graph).__name__} carries more than user-item edges; sample plain interaction graphs only")
             self._sampler = NeighborSampler(graph, self.sampling["fanouts"])
+        if self.negative_sampler != "uniform" or self.num_negatives > 1:  # else the data module's negative is the draw
+            self._negatives = self._build_negatives(graph)
+
+    def _build_negatives(self, graph: TrainGraph) -> NegativeSampler:
+        """The sampler of the configured negatives over the graph's user->item (training) edges."""
+        src, dst = graph.edge_index.cpu()
+        ui = (src < graph.num_users) & (dst >= graph.num_users)  # user->item edges; not item->user or social ties
+        users, items = src[ui], dst[ui] - graph.num_users
+        weights = None
+        if self.negative_sampler == "popularity":
+            weights = popularity_weights(items, graph.num_items, self.popularity_alpha)
+        try:
+            return NegativeSampler(users, items, graph.num_users, graph.num_items, weights=weights)
+        except ValueError as exc:
+            raise ConfigError(f"task.negative_sampler={self.negative_sampler!r}: {exc}") from exc
+
+    def _draw_negatives(self, batch: TrainBatch) -> tuple[TrainBatch, Tensor | None]:
+        """The batch with its configured negatives: ``neg_items`` [B K] (row b's K negatives at b K ..
+        b K + K - 1), and for ``hard`` the candidates [B, K, M] instead (picked after the forward pass:
+        ``neg_items`` is then empty). Drawn on the CPU from the task's own generator."""
+        assert self._negatives is not None
+        if self._negative_generator is None:  # seeded by the run's seed (seed_everything), per rank
+            self._negative_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) + self.global_rank)
+        gen, k, device = self._negative_generator, self.num_negatives, batch.users.device
+        users = batch.users.cpu()
+        candidates = None
+        if self.negative_sampler == "uniform":  # the data module's negative first, then K - 1 more
+            neg = torch.cat([batch.neg_items.cpu().unsqueeze(1), self._negatives.sample_k(users, k - 1, gen)], dim=1)
+        elif self.negative_sampler == "popularity":
+            neg = self._negatives.sample_k(users, k, gen)
+        elif self.negative_sampler == "in_batch":
+            neg = self._negatives.sample_in_batch(users, batch.pos_items.cpu(), k, gen)
+        else:
+            candidates = self._negatives.sample_k(users, k * self.hard_candidates, gen).view(-1, k, self.hard_candidates).to(device)
+            neg = users.new_empty((0,))
+        return TrainBatch(batch.users, batch.pos_items, neg.reshape(-1).to(device)), candidates
 
     @property
     def graph(self) -> TrainGraph:
@@ -201,13 +339,16 @@ class RecommendationTask(TextAdapterCheckpoints):
         return out.index_select(0, inverse[: len(batch)]), out.index_select(0, inverse[len(batch) :])
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor | None:
+        candidates = None
+        if self._negatives is not None:
+            batch, candidates = self._draw_negatives(batch)
         if self.text is None:
-            return self._training_step(batch, batch_idx)
+            return self._training_step(batch, batch_idx, candidates)
         # LoRA: this step's items are re-encoded with gradients; the rest come from the bank.
         node_input = self.model.input  # type: ignore[attr-defined]
         node_input.set_live_features("item", self.text.live_features(node_input, torch.cat([batch.pos_items, batch.neg_items])))
         try:
-            return self._training_step(batch, batch_idx)
+            return self._training_step(batch, batch_idx, candidates)
         finally:
             node_input.set_live_features("item", None)
 
@@ -246,6 +387,12 @@ class RecommendationTask(TextAdapterCheckpoints):
         user_emb, item_emb = torch.split(out, [n_u, sub.graph.num_items])
         return user_emb.index_select(0, sub.users), item_emb.index_select(0, torch.cat([sub.pos_items, sub.neg_items])), ego
 
+    @torch.no_grad()
+    def _pick_hard(self, batch: TrainBatch, candidates: Tensor, user_emb: Tensor, item_emb: Tensor) -> TrainBatch:
+        """Dynamic negative sampling: per slot, the candidate of [B, K, M] the current embeddings score highest."""
+        scores = torch.einsum("bd,bkmd->bkm", user_emb.index_select(0, batch.users), item_emb[candidates])
+        return TrainBatch(batch.users, batch.pos_items, hardest_negatives(candidates, scores).reshape(-1))
+
     def on_after_backward(self) -> None:
         if self._lazy_rows is not None:
             ids, rows = self._lazy_rows
@@ -257,25 +404,32 @@ class RecommendationTask(TextAdapterCheckpoints):
         if self._lazy is not None and self.trainer.world_size > 1:
             raise ConfigError("task.sampling.row_updates=lazy_adam updates rows outside DDP's gradient sync; use dense under DDP")
 
-    def _training_step(self, batch: TrainBatch, batch_idx: int = 0) -> Tensor | None:
+    def _training_step(self, batch: TrainBatch, batch_idx: int = 0, candidates: Tensor | None = None) -> Tensor | None:
+        """One step. ``batch.neg_items``: [B K] negatives (K = ``num_negatives``), or, with
+        ``candidates`` [B, K, M] (hard negatives), picked here from the current embeddings."""
         ego: list[Tensor] | None = None
         if self._sampler is not None:  # objectives are refused with sampling: no graph-level outputs needed
             graph, layers, user_emb, item_emb = None, None, None, None
             u, items, ego = self._sampled_pass(batch)
         else:
             graph = self.graph
-            rows_out = self._batch_rows_pass(graph, batch)
+            rows_out = self._batch_rows_pass(graph, batch) if candidates is None else None
             if rows_out is not None:
                 layers, user_emb, item_emb = None, None, None
                 u, items = rows_out
             else:
                 user_emb, item_emb, layers = self._bpr_pass(graph)
+                if candidates is not None:
+                    batch = self._pick_hard(batch, candidates, user_emb, item_emb)
                 # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
                 u = user_emb.index_select(0, batch.users)
                 items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
         pos = (u * items[: len(batch)]).sum(-1)
-        neg = (u * items[len(batch) :]).sum(-1)
-        bpr = bpr_loss(pos, neg)
+        if batch.neg_items.numel() == len(batch):
+            neg = (u * items[len(batch) :]).sum(-1)  # [B]
+        else:
+            neg = (u.unsqueeze(1) * items[len(batch) :].view(len(batch), -1, u.size(-1))).sum(-1)  # [B, K]
+        bpr = RANKING_LOSSES[self.loss_name](pos, neg, self.softmax_temperature)
         reg = bpr.new_zeros(())
         if self.l2_reg > 0:
             if ego is None:
@@ -316,7 +470,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         if self.trainer.world_size > 1:
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         means = (sums[:-1] / sums[-1].clamp(min=1)).tolist()
-        names = ["bpr", "l2", *self.objectives.keys()]
+        names = [self.loss_name, "l2", *self.objectives.keys()]
         logged = {f"train/{name}": value for name, value in zip(names, means)}
         logged["train/loss"] = sum(means)
         self.log_dict(logged, sync_dist=False)
@@ -338,12 +492,45 @@ class RecommendationTask(TextAdapterCheckpoints):
             return batch.to(device)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def configure_optimizers(self):
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """One group of every trainable weight at ``lr`` or, with ``embedding_lr`` / ``dense_lr``, the
+        embedding tables and the other weights apart; then the LoRA adapters' group (``text.lr``)."""
         # Objectives may own parameters (the text-alignment projection); frozen weights are left out.
         lazy = {id(self._lazy.weight)} if self._lazy is not None else set()  # updated row-wise instead
         params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("text.") and id(p) not in lazy]
-        groups: list[dict[str, Any]] = [{"params": params}, *self.adapter_param_group(self.lr)]
-        return adam(groups, self.lr, self.weight_decay)
+        if self.embedding_lr is None and self.dense_lr is None:
+            return [{"params": params}, *self.adapter_param_group(self.lr)]
+        tables = {id(m.weight) for m in self.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+        split = [
+            {"params": [p for p in params if id(p) in tables], "lr": self.embedding_lr or self.lr},
+            {"params": [p for p in params if id(p) not in tables], "lr": self.dense_lr or self.lr},
+        ]
+        return [g for g in split if g["params"]] + self.adapter_param_group(self.lr)
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.optimizer_name, self._param_groups(), self.lr, self.weight_decay, self.momentum)
+        if self.lr_schedule == "none":
+            return optimizer
+        if self.lr_schedule == "plateau":
+            # Stepped at each validation check, where the monitored metric has a new value.
+            every = int(self.trainer.check_val_every_n_epoch or 1)
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode=self.monitor_mode, factor=self.lr_gamma, patience=self.plateau_patience,
+                min_lr=[g["lr"] * self.lr_min_factor for g in optimizer.param_groups],
+            )  # fmt: skip
+            scheduler = {"scheduler": plateau, "interval": "epoch", "frequency": every, "monitor": self.monitor}
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        total = int(self.trainer.max_epochs or -1) if self._trainer is not None else -1
+        if self.lr_schedule in ("cosine", "warmup_cosine") and total < 1:
+            raise ConfigError(f"task.lr_schedule={self.lr_schedule}: the cosine needs a finite trainer.max_epochs (got {total})")
+        if self.lr_schedule == "warmup_cosine" and total <= self.warmup_epochs:
+            raise ConfigError(f"task.warmup_epochs={self.warmup_epochs}: leaves no cosine epochs of trainer.max_epochs={total}")
+        schedule = EpochSchedule(
+            self.lr_schedule, total_epochs=max(total, 1), step_size=self.lr_step_size, gamma=self.lr_gamma,
+            warmup_epochs=self.warmup_epochs, start_factor=self.warmup_start_factor, min_factor=self.lr_min_factor,
+        )  # fmt: skip
+        lambda_lr = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lambda_lr, "interval": "epoch"}}
 
     # -------------------------------------------------------------- evaluation
     def _start_eval(self) -> None:
