@@ -151,7 +151,7 @@ class NegativeSampler:
         """``k`` independent negatives per user: [B] -> [B, k]."""
         return self.sample(users.repeat_interleave(k), generator).view(-1, k)
 
-    def sample_in_batch(self, users: Tensor, pos_items: Tensor, k: int, generator: torch.Generator, max_rounds: int = 20) -> Tensor:
+    def sample_in_batch(self, users: Tensor, pos_items: Tensor, k: int, generator: torch.Generator, max_rounds: int = 50) -> Tensor:
         """In-batch negatives: for row b, ``k`` draws (with replacement) of the positive item of a
         uniformly chosen other row of the batch, redrawn while it is a positive of ``users[b]``.
         Rows still rejected after ``max_rounds`` (e.g. a batch of one, or whose other positives are
