@@ -505,7 +505,8 @@ class RecommendationTask(TextAdapterCheckpoints):
             {"params": [p for p in params if id(p) in tables], "lr": self.embedding_lr or self.lr},
             {"params": [p for p in params if id(p) not in tables], "lr": self.dense_lr or self.lr},
         ]
-        return [g for g in split if g["params"]] + self.adapter_param_group(self.lr)
+        # An empty group is dropped; one stays even when empty (the lazy-Adam table of LightGCN is all there is).
+        return ([g for g in split if g["params"]] or [{"params": params}]) + self.adapter_param_group(self.lr)
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.optimizer_name, self._param_groups(), self.lr, self.weight_decay, self.momentum)
