@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from graphrec_lab.config import ConfigError
 from graphrec_lab.data.neighbor_sampling import NeighborSampler
-from graphrec_lab.data.sampling import EvalBatch, NegativeSampler, TrainBatch, hardest_negatives, popularity_weights
+from graphrec_lab.data.sampling import EvalBatch, NegativeSampler, TrainBatch
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.ops.sparse import operator_cache
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
@@ -26,7 +26,8 @@ from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
 from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
-from graphrec_lab.training.optim import EpochSchedule, OptimizerName, ScheduleName, build_optimizer
+from graphrec_lab.training.knobs import TrainingKnobs, pick_hard
+from graphrec_lab.training.optim import OptimizerName, ScheduleName
 from graphrec_lab.training.lazy_adam import LazyRowAdam
 from graphrec_lab.training.losses import RANKING_LOSSES, LossName, l2_batch_loss
 from graphrec_lab.training.objectives import Objective, StepContext
@@ -36,14 +37,6 @@ from graphrec_lab.training.objectives import Objective, StepContext
 warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level in distributed")
 
 NONFINITE_LOSS = ("error", "skip")
-NEGATIVE_SAMPLERS = ("uniform", "popularity", "in_batch", "hard")
-OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
-LR_SCHEDULES = ("none", "step", "cosine", "warmup", "warmup_cosine", "plateau")
-_ATTR = {"loss": "loss_name", "optimizer": "optimizer_name"}  # config key -> attribute, where they differ
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class NonFiniteLossError(ArithmeticError):
@@ -148,12 +141,11 @@ class RecommendationTask(TextAdapterCheckpoints):
         if nonfinite_loss not in NONFINITE_LOSS:
             raise ConfigError(f"task.nonfinite_loss={nonfinite_loss!r}: expected one of {', '.join(NONFINITE_LOSS)}")
         self.nonfinite_loss = nonfinite_loss
-        self.loss_name, self.num_negatives, self.negative_sampler = loss, num_negatives, negative_sampler
-        self.popularity_alpha, self.hard_candidates, self.softmax_temperature = popularity_alpha, hard_candidates, softmax_temperature
-        self.optimizer_name, self.momentum, self.embedding_lr, self.dense_lr = optimizer, momentum, embedding_lr, dense_lr
-        self.lr_schedule, self.lr_step_size, self.lr_gamma = lr_schedule, lr_step_size, lr_gamma
-        self.warmup_epochs, self.warmup_start_factor, self.lr_min_factor = warmup_epochs, warmup_start_factor, lr_min_factor
-        self.plateau_patience, self.monitor, self.monitor_mode = plateau_patience, monitor, monitor_mode
+        self.knobs = TrainingKnobs(
+            loss, num_negatives, negative_sampler, popularity_alpha, hard_candidates, softmax_temperature, optimizer, momentum,
+            embedding_lr, dense_lr, lr_schedule, lr_step_size, lr_gamma, warmup_epochs, warmup_start_factor, lr_min_factor,
+            plateau_patience, monitor, monitor_mode,
+        )  # fmt: skip
         self.model = model
         self.text = text if text is not None and text.trainable else None
         self.objectives = nn.ModuleDict(
@@ -181,43 +173,14 @@ class RecommendationTask(TextAdapterCheckpoints):
         self._negative_generator: torch.Generator | None = None
 
     def _check_knobs(self) -> None:
-        """Loss, negatives, optimiser and schedule values, each error naming its ``task.`` key."""
-
-        def expect(ok: bool, key: str, expected: str) -> None:
-            if not ok:
-                raise ConfigError(f"task.{key}={getattr(self, _ATTR.get(key, key))!r}: expected {expected}")
-
-        expect(self.loss_name in RANKING_LOSSES, "loss", "one of " + ", ".join(RANKING_LOSSES))
-        expect(self.negative_sampler in NEGATIVE_SAMPLERS, "negative_sampler", "one of " + ", ".join(NEGATIVE_SAMPLERS))
-        expect(self.optimizer_name in OPTIMIZERS, "optimizer", "one of " + ", ".join(OPTIMIZERS))
-        expect(self.lr_schedule in LR_SCHEDULES, "lr_schedule", "one of " + ", ".join(LR_SCHEDULES))
-        expect(self.monitor_mode in ("max", "min"), "monitor_mode", "max or min")
-        expect(_int(self.num_negatives) and self.num_negatives >= 1, "num_negatives", "an integer >= 1")
-        expect(_int(self.hard_candidates) and self.hard_candidates >= 1, "hard_candidates", "an integer >= 1")
-        expect(_int(self.lr_step_size) and self.lr_step_size >= 1, "lr_step_size", "an integer >= 1")
-        expect(_int(self.warmup_epochs) and self.warmup_epochs >= (self.lr_schedule.startswith("warmup")), "warmup_epochs", "an integer >= 1 with a warmup schedule (>= 0 otherwise)")
-        expect(_int(self.plateau_patience) and self.plateau_patience >= 0, "plateau_patience", "an integer >= 0")
-        expect(self.popularity_alpha >= 0, "popularity_alpha", "a number >= 0 (0: uniform, 1: proportional to popularity)")
-        expect(self.softmax_temperature > 0, "softmax_temperature", "a number > 0")
-        expect(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
-        expect(0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]")
-        expect(0 < self.warmup_start_factor <= 1, "warmup_start_factor", "a number in (0, 1]")
-        expect(0 <= self.lr_min_factor <= 1, "lr_min_factor", "a number in [0, 1]")
-        expect(self.embedding_lr is None or self.embedding_lr > 0, "embedding_lr", "a number > 0 or null (task.lr)")
-        expect(self.dense_lr is None or self.dense_lr > 0, "dense_lr", "a number > 0 or null (task.lr)")
-        expect(self.monitor.startswith("val/"), "monitor", "a val/ metric")
-        if type(self).training_step is not RecommendationTask.training_step and not self._default_step:
+        """What the knobs (checked by ``TrainingKnobs``) need of this task and its text encoder."""
+        if type(self).training_step is not RecommendationTask.training_step and not self.knobs.default_step:
             raise ConfigError(
                 f"task.loss / task.negative_sampler / task.num_negatives: {type(self).__name__} trains with its own step "
                 "(BPR, one uniform negative); keep loss=bpr, negative_sampler=uniform, num_negatives=1"
             )
-        if self.negative_sampler == "hard" and self.text is not None:
+        if self.knobs.negative_sampler == "hard" and self.text is not None:
             raise ConfigError("task.negative_sampler=hard: LoRA text encodes the step's items before the model scores candidates; use another sampler")
-
-    @property
-    def _default_step(self) -> bool:
-        """BPR on the data module's one uniform negative: the step the task has always run."""
-        return self.loss_name == "bpr" and self.negative_sampler == "uniform" and self.num_negatives == 1
 
     def _check_sampling(self) -> None:
         assert self.sampling is not None
@@ -237,18 +200,18 @@ class RecommendationTask(TextAdapterCheckpoints):
             )
         if len(self.objectives) or self.text is not None:
             raise ConfigError("task.sampling: objectives and LoRA text need full-graph training; drop one of them")
-        if self.negative_sampler == "hard":
+        if self.knobs.negative_sampler == "hard":
             raise ConfigError("task.negative_sampler=hard scores candidates with full-graph embeddings; not with task.sampling")
         if row_updates == "lazy_adam":
-            if self.optimizer_name != "adam" or self.lr_schedule != "none":
+            if self.knobs.optimizer != "adam" or self.knobs.lr_schedule != "none":
                 raise ConfigError(
                     f"task.sampling.row_updates=lazy_adam is Adam at a fixed rate on the ID rows: it needs task.optimizer=adam "
-                    f"and task.lr_schedule=none (got {self.optimizer_name!r}, {self.lr_schedule!r})"
+                    f"and task.lr_schedule=none (got {self.knobs.optimizer!r}, {self.knobs.lr_schedule!r})"
                 )
             node_input = self.model.input
             if node_input.embedding is None or not node_input.ids_only:
                 raise ConfigError("task.sampling.row_updates=lazy_adam needs ID embeddings in one shared table (feature_mode=id)")
-            self._lazy = LazyRowAdam(node_input.embedding.weight, self.embedding_lr or self.lr, weight_decay=self.weight_decay)
+            self._lazy = LazyRowAdam(node_input.embedding.weight, self.knobs.embedding_lr or self.lr, weight_decay=self.weight_decay)
 
     # -------------------------------------------------------------- graph plumbing
     def attach_graph(self, graph: TrainGraph) -> None:
@@ -261,42 +224,15 @@ class RecommendationTask(TextAdapterCheckpoints):
             if type(graph) is not TrainGraph:
                 raise ConfigError(f"task.sampling: the data's {type(graph).__name__} carries more than user-item edges; sample plain interaction graphs only")
             self._sampler = NeighborSampler(graph, self.sampling["fanouts"])
-        if self.negative_sampler != "uniform" or self.num_negatives > 1:  # else the data module's negative is the draw
-            self._negatives = self._build_negatives(graph)
-
-    def _build_negatives(self, graph: TrainGraph) -> NegativeSampler:
-        """The sampler of the configured negatives over the graph's user->item (training) edges."""
-        src, dst = graph.edge_index.cpu()
-        ui = (src < graph.num_users) & (dst >= graph.num_users)  # user->item edges; not item->user or social ties
-        users, items = src[ui], dst[ui] - graph.num_users
-        weights = None
-        if self.negative_sampler == "popularity":
-            weights = popularity_weights(items, graph.num_items, self.popularity_alpha)
-        try:
-            return NegativeSampler(users, items, graph.num_users, graph.num_items, weights=weights)
-        except ValueError as exc:
-            raise ConfigError(f"task.negative_sampler={self.negative_sampler!r}: {exc}") from exc
+        if self.knobs.draws_negatives:
+            self._negatives = self.knobs.build_sampler(graph)
 
     def _draw_negatives(self, batch: TrainBatch) -> tuple[TrainBatch, Tensor | None]:
-        """The batch with its configured negatives: ``neg_items`` [B K] (row b's K negatives at b K ..
-        b K + K - 1), and for ``hard`` the candidates [B, K, M] instead (picked after the forward pass:
-        ``neg_items`` is then empty). Drawn on the CPU from the task's own generator."""
+        """``TrainingKnobs.draw`` from the task's own generator (seeded by the run's seed, per rank)."""
         assert self._negatives is not None
-        if self._negative_generator is None:  # seeded by the run's seed (seed_everything), per rank
+        if self._negative_generator is None:
             self._negative_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) + self.global_rank)
-        gen, k, device = self._negative_generator, self.num_negatives, batch.users.device
-        users = batch.users.cpu()
-        candidates = None
-        if self.negative_sampler == "uniform":  # the data module's negative first, then K - 1 more
-            neg = torch.cat([batch.neg_items.cpu().unsqueeze(1), self._negatives.sample_k(users, k - 1, gen)], dim=1)
-        elif self.negative_sampler == "popularity":
-            neg = self._negatives.sample_k(users, k, gen)
-        elif self.negative_sampler == "in_batch":
-            neg = self._negatives.sample_in_batch(users, batch.pos_items.cpu(), k, gen)
-        else:
-            candidates = self._negatives.sample_k(users, k * self.hard_candidates, gen).view(-1, k, self.hard_candidates).to(device)
-            neg = users.new_empty((0,))
-        return TrainBatch(batch.users, batch.pos_items, neg.reshape(-1).to(device)), candidates
+        return self.knobs.draw(self._negatives, batch, self._negative_generator)
 
     @property
     def graph(self) -> TrainGraph:
@@ -387,12 +323,6 @@ class RecommendationTask(TextAdapterCheckpoints):
         user_emb, item_emb = torch.split(out, [n_u, sub.graph.num_items])
         return user_emb.index_select(0, sub.users), item_emb.index_select(0, torch.cat([sub.pos_items, sub.neg_items])), ego
 
-    @torch.no_grad()
-    def _pick_hard(self, batch: TrainBatch, candidates: Tensor, user_emb: Tensor, item_emb: Tensor) -> TrainBatch:
-        """Dynamic negative sampling: per slot, the candidate of [B, K, M] the current embeddings score highest."""
-        scores = torch.einsum("bd,bkmd->bkm", user_emb.index_select(0, batch.users), item_emb[candidates])
-        return TrainBatch(batch.users, batch.pos_items, hardest_negatives(candidates, scores).reshape(-1))
-
     def on_after_backward(self) -> None:
         if self._lazy_rows is not None:
             ids, rows = self._lazy_rows
@@ -420,7 +350,7 @@ class RecommendationTask(TextAdapterCheckpoints):
             else:
                 user_emb, item_emb, layers = self._bpr_pass(graph)
                 if candidates is not None:
-                    batch = self._pick_hard(batch, candidates, user_emb, item_emb)
+                    batch = pick_hard(batch, candidates, user_emb, item_emb)
                 # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
                 u = user_emb.index_select(0, batch.users)
                 items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
@@ -429,7 +359,7 @@ class RecommendationTask(TextAdapterCheckpoints):
             neg = (u * items[len(batch) :]).sum(-1)  # [B]
         else:
             neg = (u.unsqueeze(1) * items[len(batch) :].view(len(batch), -1, u.size(-1))).sum(-1)  # [B, K]
-        bpr = RANKING_LOSSES[self.loss_name](pos, neg, self.softmax_temperature)
+        bpr = RANKING_LOSSES[self.knobs.loss](pos, neg, self.knobs.softmax_temperature)
         reg = bpr.new_zeros(())
         if self.l2_reg > 0:
             if ego is None:
@@ -470,7 +400,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         if self.trainer.world_size > 1:
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         means = (sums[:-1] / sums[-1].clamp(min=1)).tolist()
-        names = [self.loss_name, "l2", *self.objectives.keys()]
+        names = [self.knobs.loss, "l2", *self.objectives.keys()]
         logged = {f"train/{name}": value for name, value in zip(names, means)}
         logged["train/loss"] = sum(means)
         self.log_dict(logged, sync_dist=False)
@@ -492,46 +422,15 @@ class RecommendationTask(TextAdapterCheckpoints):
             return batch.to(device)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def _param_groups(self) -> list[dict[str, Any]]:
-        """One group of every trainable weight at ``lr`` or, with ``embedding_lr`` / ``dense_lr``, the
-        embedding tables and the other weights apart; then the LoRA adapters' group (``text.lr``)."""
+    def configure_optimizers(self):
         # Objectives may own parameters (the text-alignment projection); frozen weights are left out.
         lazy = {id(self._lazy.weight)} if self._lazy is not None else set()  # updated row-wise instead
         params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("text.") and id(p) not in lazy]
-        if self.embedding_lr is None and self.dense_lr is None:
-            return [{"params": params}, *self.adapter_param_group(self.lr)]
-        tables = {id(m.weight) for m in self.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
-        split = [
-            {"params": [p for p in params if id(p) in tables], "lr": self.embedding_lr or self.lr},
-            {"params": [p for p in params if id(p) not in tables], "lr": self.dense_lr or self.lr},
-        ]
-        # An empty group is dropped; one stays even when empty (the lazy-Adam table of LightGCN is all there is).
-        return ([g for g in split if g["params"]] or [{"params": params}]) + self.adapter_param_group(self.lr)
-
-    def configure_optimizers(self):
-        optimizer = build_optimizer(self.optimizer_name, self._param_groups(), self.lr, self.weight_decay, self.momentum)
-        if self.lr_schedule == "none":
-            return optimizer
-        if self.lr_schedule == "plateau":
-            # Stepped at each validation check, where the monitored metric has a new value.
-            every = int(self.trainer.check_val_every_n_epoch or 1)
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode=self.monitor_mode, factor=self.lr_gamma, patience=self.plateau_patience,
-                min_lr=[g["lr"] * self.lr_min_factor for g in optimizer.param_groups],
-            )  # fmt: skip
-            scheduler = {"scheduler": plateau, "interval": "epoch", "frequency": every, "monitor": self.monitor}
-            return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        total = int(self.trainer.max_epochs or -1) if self._trainer is not None else -1
-        if self.lr_schedule in ("cosine", "warmup_cosine") and total < 1:
-            raise ConfigError(f"task.lr_schedule={self.lr_schedule}: the cosine needs a finite trainer.max_epochs (got {total})")
-        if self.lr_schedule == "warmup_cosine" and total <= self.warmup_epochs:
-            raise ConfigError(f"task.warmup_epochs={self.warmup_epochs}: leaves no cosine epochs of trainer.max_epochs={total}")
-        schedule = EpochSchedule(
-            self.lr_schedule, total_epochs=max(total, 1), step_size=self.lr_step_size, gamma=self.lr_gamma,
-            warmup_epochs=self.warmup_epochs, start_factor=self.warmup_start_factor, min_factor=self.lr_min_factor,
-        )  # fmt: skip
-        lambda_lr = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lambda_lr, "interval": "epoch"}}
+        groups = [*self.knobs.param_groups(params, list(self.modules()), self.lr), *self.adapter_param_group(self.lr)]
+        trainer = self._trainer
+        max_epochs = trainer.max_epochs if trainer is not None else None
+        check_every = int(trainer.check_val_every_n_epoch or 1) if trainer is not None else 1
+        return self.knobs.optimizers(groups, self.lr, self.weight_decay, max_epochs, check_every)
 
     # -------------------------------------------------------------- evaluation
     def _start_eval(self) -> None:

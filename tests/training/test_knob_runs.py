@@ -9,6 +9,7 @@ import torch
 
 from graphrec_lab.config import ConfigError, compose
 from graphrec_lab.experiment import build, run_experiment
+from graphrec_lab.training.knobs import TrainingKnobs
 from tests.conftest import tiny_overrides
 
 KNOBS = [
@@ -85,3 +86,21 @@ def test_knobs_refused_with_row_sparse_adam(out_dir) -> None:
     exp = build(compose(tiny_overrides(out_dir, *base, "task.num_negatives=2", "task.embedding_lr=0.02")))
     assert exp.task._lazy is not None and exp.task._lazy.lr == 0.02  # row-sparse Adam at the embeddings' rate
     exp.trainer.fit(exp.task, datamodule=exp.datamodule)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"num_negatives": 0}, "task.num_negatives"),
+        ({"popularity_alpha": -1.0}, "task.popularity_alpha"),
+        ({"loss": "hinge"}, "task.loss"),
+        ({"negative_sampler": "random"}, "task.negative_sampler"),
+        ({"optimizer": "rmsprop"}, "task.optimizer"),
+        ({"lr_schedule": "warmup", "warmup_epochs": 0}, "task.warmup_epochs"),
+        ({"monitor": "test/ndcg@20"}, "task.monitor"),
+    ],
+)
+def test_knobs_built_in_python_check_their_values(kwargs: dict, key: str) -> None:
+    """The same checks hold without the config validator (a task built in a notebook)."""
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + "="):
+        TrainingKnobs(**kwargs)
