@@ -100,3 +100,14 @@ def test_separate_learning_rates_for_embeddings_and_dense_weights(out_dir) -> No
     assert not tables & {id(p) for p in groups[1]["params"]} and groups[1]["params"]
     plain = build(compose(tiny_overrides(out_dir / "plain", "model=ngcf"))).task.configure_optimizers()
     assert len(plain.param_groups) == 1  # the default: one group at task.lr
+
+
+def test_a_resumed_run_continues_the_schedule(out_dir) -> None:
+    """The scheduler's state is in the checkpoint (loadable with weights_only, as run_experiment loads)."""
+    knobs = ["task.lr=0.01", "task.lr_schedule=step", "task.lr_step_size=1", "task.lr_gamma=0.5"]
+    first = _fit(out_dir / "a", "trainer.max_epochs=2", *knobs)
+    ckpt = out_dir / "two_epochs.ckpt"
+    first.trainer.save_checkpoint(ckpt)
+    resumed = build(compose(tiny_overrides(out_dir / "b", "trainer.max_epochs=4", *knobs)))
+    resumed.trainer.fit(resumed.task, datamodule=resumed.datamodule, ckpt_path=str(ckpt), weights_only=True)
+    assert resumed.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**4)
