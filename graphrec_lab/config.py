@@ -266,6 +266,20 @@ PARAM_RANGES: dict[str, Range] = {
     "check_val_every_n_epoch": Range(lambda v: _number(v) and v >= 1, "an integer >= 1"),
     "lr": Range(lambda v: _number(v) and v > 0 and math.isfinite(v), "a finite number > 0"),
     "ratios": Range(_ratios_ok, "three train/val/test fractions in [0, 1] summing to 1 (e.g. [0.8, 0.1, 0.1])"),
+    # Training knobs (training.task.RecommendationTask, docs/training.md)
+    "num_negatives": Range(lambda v: _number(v) and v >= 1, "an integer >= 1"),
+    "hard_candidates": Range(lambda v: _number(v) and v >= 1, "an integer >= 1"),
+    "popularity_alpha": Range(lambda v: _number(v) and v >= 0, "a number >= 0 (0: uniform, 1: proportional to popularity)"),
+    "softmax_temperature": Range(lambda v: _number(v) and v > 0, "a number > 0"),
+    "embedding_lr": Range(lambda v: _number(v) and v > 0 and math.isfinite(v), "a finite number > 0 (or null: task.lr)"),
+    "dense_lr": Range(lambda v: _number(v) and v > 0 and math.isfinite(v), "a finite number > 0 (or null: task.lr)"),
+    "momentum": Range(lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "lr_step_size": Range(lambda v: _number(v) and v >= 1, "an integer >= 1"),
+    "lr_gamma": Range(lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "warmup_epochs": Range(lambda v: _number(v) and v >= 0, "an integer >= 0"),
+    "warmup_start_factor": Range(lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "lr_min_factor": Range(lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "plateau_patience": Range(lambda v: _number(v) and v >= 0, "an integer >= 0"),
 }
 
 # The run config's own keys (configs/train.yaml), typed like a signature.

@@ -84,19 +84,39 @@ class CSR:
 
 
 class NegativeSampler:
-    """Uniform negatives that are never one of the user's training positives.
+    """Negatives that are never one of the user's training positives: uniform over the items, or
+    proportional to ``weights`` (e.g. ``popularity_weights``).
 
     Rejection sampling, vectorised: draw for all, look the (user, item) keys up in the sorted key
-    table of training edges with ``searchsorted``, redraw only the rejected ones.
+    table of training edges with ``searchsorted``, redraw only the rejected ones. With weights the
+    draw is ``weights`` restricted to the user's non-positives, renormalised.
     """
 
-    def __init__(self, users: Tensor, items: Tensor, num_users: int, num_items: int) -> None:
+    def __init__(self, users: Tensor, items: Tensor, num_users: int, num_items: int, weights: Tensor | None = None) -> None:
         self.num_items = num_items
         self.keys = torch.unique(users * num_items + items)  # sorted, duplicates dropped
         degree = torch.bincount(self.keys // num_items, minlength=num_users)
         full = (degree >= num_items).nonzero().flatten()
         if full.numel():
             raise ValueError(f"user {int(full[0])} interacted with every item: no negative exists for it")
+        self.weights: Tensor | None = None
+        if weights is not None:
+            self.weights = self._checked_weights(weights, num_users)
+
+    def _checked_weights(self, weights: Tensor, num_users: int) -> Tensor:
+        """``weights`` [I] as float64, after checking every user can draw a non-positive item."""
+        weights = weights.detach().to(torch.float64).cpu()
+        if weights.shape != (self.num_items,):
+            raise ValueError(f"negative weights: expected shape [{self.num_items}] (one per item), got {list(weights.shape)}")
+        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+            raise ValueError("negative weights must be finite, >= 0 and not all 0")
+        # A user whose positives hold every item of nonzero weight would be redrawn forever.
+        drawable = weights > 0
+        pos_drawable = torch.bincount(self.keys // self.num_items, weights=drawable[self.keys % self.num_items].double(), minlength=num_users)
+        stuck = (pos_drawable >= int(drawable.sum())).nonzero().flatten()
+        if stuck.numel():
+            raise ValueError(f"user {int(stuck[0])} has every item of nonzero sampling weight as a positive: no negative can be drawn")
+        return weights
 
     def is_positive(self, users: Tensor, items: Tensor) -> Tensor:
         """[N] bool: whether (users[n], items[n]) is a training edge."""
@@ -106,14 +126,67 @@ class NegativeSampler:
         pos = torch.searchsorted(self.keys, q).clamp(max=self.keys.numel() - 1)
         return self.keys[pos] == q
 
+    def _draw(self, n: int, generator: torch.Generator) -> Tensor:
+        if self.weights is None:
+            return torch.randint(0, self.num_items, (n,), generator=generator)
+        return torch.multinomial(self.weights, n, replacement=True, generator=generator)
+
     def sample(self, users: Tensor, generator: torch.Generator) -> Tensor:
         """One negative item per entry of ``users`` ([N] -> [N])."""
-        neg = torch.randint(0, self.num_items, users.shape, generator=generator)
+        if self.weights is None:  # uniform: the draw the datamodule's epochs have always used
+            neg = torch.randint(0, self.num_items, users.shape, generator=generator)
+            todo = self.is_positive(users, neg).nonzero().flatten()
+            while todo.numel():
+                neg[todo] = torch.randint(0, self.num_items, todo.shape, generator=generator)
+                todo = todo[self.is_positive(users[todo], neg[todo])]
+            return neg
+        neg = self._draw(users.numel(), generator)
         todo = self.is_positive(users, neg).nonzero().flatten()
         while todo.numel():
-            neg[todo] = torch.randint(0, self.num_items, todo.shape, generator=generator)
+            neg[todo] = self._draw(todo.numel(), generator)
             todo = todo[self.is_positive(users[todo], neg[todo])]
         return neg
+
+    def sample_k(self, users: Tensor, k: int, generator: torch.Generator) -> Tensor:
+        """``k`` independent negatives per user: [B] -> [B, k]."""
+        return self.sample(users.repeat_interleave(k), generator).view(-1, k)
+
+    def sample_in_batch(self, users: Tensor, pos_items: Tensor, k: int, generator: torch.Generator, max_rounds: int = 50) -> Tensor:
+        """In-batch negatives: for row b, ``k`` draws (with replacement) of the positive item of a
+        uniformly chosen other row of the batch, redrawn while it is a positive of ``users[b]``.
+        Rows still rejected after ``max_rounds`` (e.g. a batch of one, or whose other positives are
+        all the user's) take a draw of this sampler instead. [B], [B] -> [B, k]."""
+        batch = users.numel()
+        rows = users.repeat_interleave(k)
+        neg = torch.empty_like(rows)
+        todo = torch.arange(rows.numel())
+        if batch > 1:
+            own = todo // k  # each draw's row
+            for _ in range(max_rounds):
+                other = torch.randint(0, batch - 1, todo.shape, generator=generator)
+                other += other >= own[todo]  # uniform over the other rows
+                neg[todo] = pos_items[other]
+                todo = todo[self.is_positive(rows[todo], neg[todo])]
+                if not todo.numel():
+                    break
+        if todo.numel():
+            neg[todo] = self.sample(rows[todo], generator)
+        return neg.view(batch, k)
+
+
+def popularity_weights(items: Tensor, num_items: int, alpha: float) -> Tensor:
+    """Popularity^alpha sampling weights [I]: each item's training-interaction count to the power
+    ``alpha`` (0: uniform; 1: proportional to popularity; 0.75: word2vec's choice). Items never
+    interacted with get weight 0 for ``alpha > 0``."""
+    if alpha < 0:
+        raise ValueError(f"popularity alpha must be >= 0, got {alpha}")
+    return torch.bincount(items, minlength=num_items).to(torch.float64).pow(alpha)
+
+
+def hardest_negatives(candidates: Tensor, scores: Tensor) -> Tensor:
+    """Dynamic negative sampling's pick: per row and negative slot, the candidate the current model
+    scores highest. ``candidates``, ``scores``: [B, K, M] (M candidates per slot) -> [B, K]."""
+    return candidates.gather(-1, scores.argmax(-1, keepdim=True)).squeeze(-1)
 
 
 class BPRTrainBatches(IterableDataset):

@@ -1,6 +1,7 @@
 """The LightningModule every recommendation run goes through.
 
-It composes a ``Recommender`` (any model of the zoo), the BPR loss with the paper's L2 term, and
+It composes a ``Recommender`` (any model of the zoo), a ranking loss over sampled negatives (BPR by
+default) with the paper's L2 term, the configured optimiser and learning-rate schedule, and
 full-ranking evaluation on validation (model selection) and test (reported once, with the selected
 checkpoint). Models stay plain ``nn.Module``s; nothing here is model-specific.
 """
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 
 from graphrec_lab.config import ConfigError
 from graphrec_lab.data.neighbor_sampling import NeighborSampler
-from graphrec_lab.data.sampling import EvalBatch, TrainBatch
+from graphrec_lab.data.sampling import EvalBatch, NegativeSampler, TrainBatch
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.ops.sparse import operator_cache
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
@@ -25,9 +26,10 @@ from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
 from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
-from graphrec_lab.training.optim import adam
+from graphrec_lab.training.knobs import TrainingKnobs, pick_hard
+from graphrec_lab.training.optim import OptimizerName, ScheduleName
 from graphrec_lab.training.lazy_adam import LazyRowAdam
-from graphrec_lab.training.losses import bpr_loss, l2_batch_loss
+from graphrec_lab.training.losses import RANKING_LOSSES, LossName, l2_batch_loss
 from graphrec_lab.training.objectives import Objective, StepContext
 
 # Evaluation metrics are logged per epoch with sync_dist=False on purpose: the metric states were
@@ -46,12 +48,12 @@ if TYPE_CHECKING:  # the text package imports transformers; only LoRA runs need 
 
 
 class RecommendationTask(TextAdapterCheckpoints):
-    """BPR training and full-ranking evaluation of a ``Recommender``.
+    """Ranking-loss training and full-ranking evaluation of a ``Recommender`` (docs/training.md).
 
     Args:
         model: the recommender (instantiated with the dataset's user and item counts).
-        lr: Adam learning rate.
-        weight_decay: Adam's L2 on all parameters (0 by default: the LightGCN paper regularises only
+        lr: the optimiser's learning rate (the base rate a schedule scales).
+        weight_decay: the optimiser's L2 (AdamW: decoupled decay) on all parameters (0 by default: the LightGCN paper regularises only
             the batch's layer-0 embeddings, which is ``l2_reg``).
         l2_reg: weight of ``l2_batch_loss`` on the batch's layer-0 embeddings.
         ks, metrics: evaluation cut-offs and metric names (see ``evaluation.evaluator``).
@@ -78,6 +80,25 @@ class RecommendationTask(TextAdapterCheckpoints):
             with ``NonFiniteLossError`` naming the epoch and step; ``skip`` drops that batch (no
             optimiser step) with a warning. Checked every step (one device-to-host read of the loss).
             ``skip`` is for one process only: under DDP the other ranks would wait for the step.
+        loss: the ranking loss over each positive and its negatives (``training.losses``): ``bpr``
+            (pairwise, the default), ``bce`` (pointwise binary cross-entropy) or ``softmax`` (sampled
+            softmax / InfoNCE over the positive and its negatives, logits / ``softmax_temperature``).
+        num_negatives: K, negatives per positive (>= 1).
+        negative_sampler: ``uniform`` (the data module's draw, plus K-1 more), ``popularity``
+            (proportional to training popularity ** ``popularity_alpha``), ``in_batch`` (the positives
+            of other rows of the batch) or ``hard`` (dynamic negative sampling: ``hard_candidates``
+            uniform candidates per negative, the one the current model scores highest is kept). None
+            is ever a training positive of the row's user.
+        optimizer: ``adam``, ``adamw``, ``sgd`` (with ``momentum``) or ``adagrad``.
+        embedding_lr, dense_lr: learning rates of the model's embedding tables and of its other
+            (GNN / dense) weights; None: ``lr``. The LoRA adapters keep ``text.lr``.
+        lr_schedule: ``none``, ``step`` (x ``lr_gamma`` every ``lr_step_size`` epochs), ``cosine`` (down
+            to ``lr_min_factor`` x the base rate at ``trainer.max_epochs``), ``warmup`` (linear from
+            ``warmup_start_factor`` x over ``warmup_epochs``), ``warmup_cosine`` (both) or ``plateau``
+            (x ``lr_gamma`` when ``monitor`` has not improved for ``plateau_patience`` validation
+            checks). Stepped once per epoch (``plateau``: per validation check).
+        monitor, monitor_mode: the validation metric ``plateau`` watches (the config passes
+            ``optimized_metric``) and whether higher (``max``) or lower is better.
     """
 
     run_config: dict[str, Any] | None = None  # the resolved run config, saved in every checkpoint
@@ -96,11 +117,35 @@ class RecommendationTask(TextAdapterCheckpoints):
         sampling: Mapping[str, Any] | None = None,
         test_curve: bool = False,
         nonfinite_loss: Literal["error", "skip"] = "error",
+        loss: LossName = "bpr",
+        num_negatives: int = 1,
+        negative_sampler: Literal["uniform", "popularity", "in_batch", "hard"] = "uniform",
+        popularity_alpha: float = 0.75,
+        hard_candidates: int = 8,
+        softmax_temperature: float = 1.0,
+        optimizer: OptimizerName = "adam",
+        momentum: float = 0.9,
+        embedding_lr: float | None = None,
+        dense_lr: float | None = None,
+        lr_schedule: ScheduleName = "none",
+        lr_step_size: int = 10,
+        lr_gamma: float = 0.5,
+        warmup_epochs: int = 5,
+        warmup_start_factor: float = 0.1,
+        lr_min_factor: float = 0.0,
+        plateau_patience: int = 2,
+        monitor: str = "val/ndcg@20",
+        monitor_mode: Literal["max", "min"] = "max",
     ) -> None:
         super().__init__()
         if nonfinite_loss not in NONFINITE_LOSS:
             raise ConfigError(f"task.nonfinite_loss={nonfinite_loss!r}: expected one of {', '.join(NONFINITE_LOSS)}")
         self.nonfinite_loss = nonfinite_loss
+        self.knobs = TrainingKnobs(
+            loss, num_negatives, negative_sampler, popularity_alpha, hard_candidates, softmax_temperature, optimizer, momentum,
+            embedding_lr, dense_lr, lr_schedule, lr_step_size, lr_gamma, warmup_epochs, warmup_start_factor, lr_min_factor,
+            plateau_patience, monitor, monitor_mode,
+        )  # fmt: skip
         self.model = model
         self.text = text if text is not None and text.trainable else None
         self.objectives = nn.ModuleDict(
@@ -121,8 +166,21 @@ class RecommendationTask(TextAdapterCheckpoints):
         self._lazy_rows: tuple[Tensor, Tensor] | None = None
         self._sampler: NeighborSampler | None = None
         self._sample_generator: torch.Generator | None = None
+        self._check_knobs()
         if self.sampling is not None:
             self._check_sampling()
+        self._negatives: NegativeSampler | None = None  # built by attach_graph unless the default draw suffices
+        self._negative_generator: torch.Generator | None = None
+
+    def _check_knobs(self) -> None:
+        """What the knobs (checked by ``TrainingKnobs``) need of this task and its text encoder."""
+        if type(self).training_step is not RecommendationTask.training_step and not self.knobs.default_step:
+            raise ConfigError(
+                f"task.loss / task.negative_sampler / task.num_negatives: {type(self).__name__} trains with its own step "
+                "(BPR, one uniform negative); keep loss=bpr, negative_sampler=uniform, num_negatives=1"
+            )
+        if self.knobs.negative_sampler == "hard" and self.text is not None:
+            raise ConfigError("task.negative_sampler=hard: LoRA text encodes the step's items before the model scores candidates; use another sampler")
 
     def _check_sampling(self) -> None:
         assert self.sampling is not None
@@ -142,11 +200,18 @@ class RecommendationTask(TextAdapterCheckpoints):
             )
         if len(self.objectives) or self.text is not None:
             raise ConfigError("task.sampling: objectives and LoRA text need full-graph training; drop one of them")
+        if self.knobs.negative_sampler == "hard":
+            raise ConfigError("task.negative_sampler=hard scores candidates with full-graph embeddings; not with task.sampling")
         if row_updates == "lazy_adam":
+            if self.knobs.optimizer != "adam" or self.knobs.lr_schedule != "none":
+                raise ConfigError(
+                    f"task.sampling.row_updates=lazy_adam is Adam at a fixed rate on the ID rows: it needs task.optimizer=adam "
+                    f"and task.lr_schedule=none (got {self.knobs.optimizer!r}, {self.knobs.lr_schedule!r})"
+                )
             node_input = self.model.input
             if node_input.embedding is None or not node_input.ids_only:
                 raise ConfigError("task.sampling.row_updates=lazy_adam needs ID embeddings in one shared table (feature_mode=id)")
-            self._lazy = LazyRowAdam(node_input.embedding.weight, self.lr, weight_decay=self.weight_decay)
+            self._lazy = LazyRowAdam(node_input.embedding.weight, self.knobs.embedding_lr or self.lr, weight_decay=self.weight_decay)
 
     # -------------------------------------------------------------- graph plumbing
     def attach_graph(self, graph: TrainGraph) -> None:
@@ -159,6 +224,15 @@ class RecommendationTask(TextAdapterCheckpoints):
             if type(graph) is not TrainGraph:
                 raise ConfigError(f"task.sampling: the data's {type(graph).__name__} carries more than user-item edges; sample plain interaction graphs only")
             self._sampler = NeighborSampler(graph, self.sampling["fanouts"])
+        if self.knobs.draws_negatives:
+            self._negatives = self.knobs.build_sampler(graph)
+
+    def _draw_negatives(self, batch: TrainBatch) -> tuple[TrainBatch, Tensor | None]:
+        """``TrainingKnobs.draw`` from the task's own generator (seeded by the run's seed, per rank)."""
+        assert self._negatives is not None
+        if self._negative_generator is None:
+            self._negative_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) + self.global_rank)
+        return self.knobs.draw(self._negatives, batch, self._negative_generator)
 
     @property
     def graph(self) -> TrainGraph:
@@ -201,13 +275,16 @@ class RecommendationTask(TextAdapterCheckpoints):
         return out.index_select(0, inverse[: len(batch)]), out.index_select(0, inverse[len(batch) :])
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor | None:
+        candidates = None
+        if self._negatives is not None:
+            batch, candidates = self._draw_negatives(batch)
         if self.text is None:
-            return self._training_step(batch, batch_idx)
+            return self._training_step(batch, batch_idx, candidates)
         # LoRA: this step's items are re-encoded with gradients; the rest come from the bank.
         node_input = self.model.input  # type: ignore[attr-defined]
         node_input.set_live_features("item", self.text.live_features(node_input, torch.cat([batch.pos_items, batch.neg_items])))
         try:
-            return self._training_step(batch, batch_idx)
+            return self._training_step(batch, batch_idx, candidates)
         finally:
             node_input.set_live_features("item", None)
 
@@ -257,25 +334,32 @@ class RecommendationTask(TextAdapterCheckpoints):
         if self._lazy is not None and self.trainer.world_size > 1:
             raise ConfigError("task.sampling.row_updates=lazy_adam updates rows outside DDP's gradient sync; use dense under DDP")
 
-    def _training_step(self, batch: TrainBatch, batch_idx: int = 0) -> Tensor | None:
+    def _training_step(self, batch: TrainBatch, batch_idx: int = 0, candidates: Tensor | None = None) -> Tensor | None:
+        """One step. ``batch.neg_items``: [B K] negatives (K = ``num_negatives``), or, with
+        ``candidates`` [B, K, M] (hard negatives), picked here from the current embeddings."""
         ego: list[Tensor] | None = None
         if self._sampler is not None:  # objectives are refused with sampling: no graph-level outputs needed
             graph, layers, user_emb, item_emb = None, None, None, None
             u, items, ego = self._sampled_pass(batch)
         else:
             graph = self.graph
-            rows_out = self._batch_rows_pass(graph, batch)
+            rows_out = self._batch_rows_pass(graph, batch) if candidates is None else None
             if rows_out is not None:
                 layers, user_emb, item_emb = None, None, None
                 u, items = rows_out
             else:
                 user_emb, item_emb, layers = self._bpr_pass(graph)
+                if candidates is not None:
+                    batch = pick_hard(batch, candidates, user_emb, item_emb)
                 # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
                 u = user_emb.index_select(0, batch.users)
                 items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
         pos = (u * items[: len(batch)]).sum(-1)
-        neg = (u * items[len(batch) :]).sum(-1)
-        bpr = bpr_loss(pos, neg)
+        if batch.neg_items.numel() == len(batch):
+            neg = (u * items[len(batch) :]).sum(-1)  # [B]
+        else:
+            neg = (u.unsqueeze(1) * items[len(batch) :].view(len(batch), -1, u.size(-1))).sum(-1)  # [B, K]
+        bpr = RANKING_LOSSES[self.knobs.loss](pos, neg, self.knobs.softmax_temperature)
         reg = bpr.new_zeros(())
         if self.l2_reg > 0:
             if ego is None:
@@ -316,7 +400,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         if self.trainer.world_size > 1:
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         means = (sums[:-1] / sums[-1].clamp(min=1)).tolist()
-        names = ["bpr", "l2", *self.objectives.keys()]
+        names = [self.knobs.loss, "l2", *self.objectives.keys()]
         logged = {f"train/{name}": value for name, value in zip(names, means)}
         logged["train/loss"] = sum(means)
         self.log_dict(logged, sync_dist=False)
@@ -342,8 +426,11 @@ class RecommendationTask(TextAdapterCheckpoints):
         # Objectives may own parameters (the text-alignment projection); frozen weights are left out.
         lazy = {id(self._lazy.weight)} if self._lazy is not None else set()  # updated row-wise instead
         params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("text.") and id(p) not in lazy]
-        groups: list[dict[str, Any]] = [{"params": params}, *self.adapter_param_group(self.lr)]
-        return adam(groups, self.lr, self.weight_decay)
+        groups = [*self.knobs.param_groups(params, list(self.modules()), self.lr), *self.adapter_param_group(self.lr)]
+        trainer = self._trainer
+        max_epochs = trainer.max_epochs if trainer is not None else None
+        check_every = int(trainer.check_val_every_n_epoch or 1) if trainer is not None else 1
+        return self.knobs.optimizers(groups, self.lr, self.weight_decay, max_epochs, check_every)
 
     # -------------------------------------------------------------- evaluation
     def _start_eval(self) -> None:

@@ -1,7 +1,8 @@
 """GraphSAGE (Hamilton et al., "Inductive Representation Learning on Large Graphs", NeurIPS 2017),
-mean aggregator, on the user-item graph.
+mean (default), max or sum aggregator, on the user-item graph.
 
-    M^(k)   = D^-1 A E^(k)                                      [N, d]  (mean over neighbours)
+    M^(k)   = D^-1 A E^(k)                                      [N, d]  (mean over neighbours;
+              max: elementwise max over neighbours; sum: A E^(k))
     E^(k+1) = normalize( sigma( M^(k) W_l + b + E^(k) W_r ) )   [N, d], N = U + I
     E = E^(K)                                                   (no sigma on the last layer)
 
@@ -13,9 +14,12 @@ equality with ``SAGEConv.forward``).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import SAGEConv
+from torch_geometric.utils import scatter
 
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.models.gnn import ops
@@ -29,6 +33,8 @@ class GraphSAGE(GraphRecommender):
         num_layers: K (paper: 2).
         normalize: L2-normalise every layer's output (paper: yes, Algorithm 1 line 7).
         readout: ``last`` (paper); ``mean``/``concat`` also work.
+        aggr: the neighbourhood aggregator: ``mean`` (default), ``max`` (elementwise, over the [E, d]
+            gathered neighbour rows; 0 for a node without neighbours, as PyG) or ``sum``.
         init, init_std, user_features, item_features, feature_mode: see ``GraphRecommender``.
     """
 
@@ -45,15 +51,26 @@ class GraphSAGE(GraphRecommender):
         user_features: Tensor | None = None,
         item_features: Tensor | None = None,
         feature_mode: str = "id",
+        aggr: Literal["mean", "max", "sum"] = "mean",
     ) -> None:
         super().__init__(num_users, num_items, embedding_dim, num_layers, readout, init, init_std, user_features, item_features, feature_mode)
+        if aggr not in ("mean", "max", "sum"):
+            raise ValueError(f"model.aggr={aggr!r}: expected mean, max or sum")
+        self.aggr = aggr
         self.convs = nn.ModuleList(
-            SAGEConv(embedding_dim, embedding_dim, aggr="mean", normalize=normalize) for _ in range(num_layers)
+            SAGEConv(embedding_dim, embedding_dim, aggr=aggr, normalize=normalize) for _ in range(num_layers)
         )
+
+    def _aggregate(self, x: Tensor, graph: TrainGraph) -> Tensor:
+        """Each node's neighbourhood aggregate [N, d] of ``x`` [N, d]."""
+        if self.aggr == "max":
+            src, dst = graph.edge_index
+            return scatter(x.index_select(0, src), dst, dim=0, dim_size=graph.num_nodes, reduce="max")
+        return ops.spmm(ops.adjacency(graph, self.aggr), x)
 
     def layer(self, k: int, x: Tensor, graph: TrainGraph, state: None) -> Tensor:
         conv = self.convs[k]
-        out = conv.lin_l(ops.spmm(ops.adjacency(graph, "mean"), x)) + conv.lin_r(x)
+        out = conv.lin_l(self._aggregate(x, graph)) + conv.lin_r(x)
         if conv.normalize:
             out = F.normalize(out, p=2.0, dim=-1)
         return hidden_activation(self, k, out)
