@@ -21,6 +21,7 @@ from graphrec_lab.data.sampling import EvalBatch, TrainBatch
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.ops.sparse import operator_cache
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
+from graphrec_lab.evaluation.groups import GroupSpec
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
@@ -63,6 +64,8 @@ class RecommendationTask(TextAdapterCheckpoints):
             model (run_experiment passes it; frozen text features are a plain buffer of the model).
         item_groups: named [I] bool item masks (e.g. the cold-start protocol's ``cold``/``warm``):
             every metric is also reported as ``<group>/<metric>@k`` with targets restricted to the group.
+        group_metrics: generalisation groups from the training graph (``evaluation.groups``): e.g.
+            ``[popularity, activity]`` adds ``head/``, ``mid/``, ``tail/`` and ``active_*/`` metrics.
         sampling: ``{"fanouts": [k_1, ..., k_K]}`` trains each batch on a neighbour-sampled
             computation graph (``data.neighbor_sampling``; one fanout per model layer) instead of the
             full graph, for graphs whose full propagation does not fit. Evaluation stays full-graph.
@@ -96,6 +99,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         sampling: Mapping[str, Any] | None = None,
         test_curve: bool = False,
         nonfinite_loss: Literal["error", "skip"] = "error",
+        group_metrics: Sequence[str] | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if nonfinite_loss not in NONFINITE_LOSS:
@@ -112,6 +116,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         groups = dict(item_groups or {})
         self.val_evaluator = FullRankingEvaluator(model.num_items, ks, metrics, item_groups=groups)
         self.test_evaluator = FullRankingEvaluator(model.num_items, ks, metrics, item_groups=groups)
+        self.group_spec = _parse_group_spec(group_metrics)
         self.save_hyperparameters(ignore=["model", "objectives", "text", "item_groups"])  # objectives: in the run record's config
         self._graph: TrainGraph | None = None
         self._eval_embeddings: tuple[Tensor, Tensor] | None = None
@@ -153,6 +158,9 @@ class RecommendationTask(TextAdapterCheckpoints):
         """The training graph models propagate over (kept out of the checkpoint: it is data). Objectives
         that own parameters shaped by the model's outputs create them here (``Objective.bind``)."""
         self._graph = graph
+        if self.group_spec.enabled:  # groups come from training degrees, known only with the graph
+            for evaluator in (self.val_evaluator, self.test_evaluator):
+                evaluator.add_graph_groups(self.group_spec, graph.item_degree, graph.user_degree)
         for objective in self.objectives.values():
             objective.bind(self.model, graph)
         if self.sampling is not None:
@@ -399,3 +407,10 @@ class RecommendationTask(TextAdapterCheckpoints):
 
     def on_test_epoch_end(self) -> None:
         self._end_eval(self.test_evaluator, "test")
+
+
+def _parse_group_spec(value: Sequence[str] | Mapping[str, Any] | None) -> GroupSpec:
+    try:
+        return GroupSpec.parse(value, key="task.group_metrics")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
