@@ -152,11 +152,24 @@ def test_frozen_text_run_with_a_tiny_gpt2(gpt2_dir: Path, tmp_path: Path) -> Non
     from tests.conftest import tiny_overrides
 
     overrides = tiny_overrides(
-        tmp_path / "out", "text=frozen", f"text.encoder.model_name_or_path={gpt2_dir}", "text.encoder.pooling=last",
+        tmp_path / "out", "text=frozen", "encoder@text.encoder=decoder_frozen", f"text.encoder.model_name_or_path={gpt2_dir}",
         "text.encoder.max_length=32", "text.cache_dir=none", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
     )
     metrics = run_experiment(compose(overrides), overrides)
     assert 0.0 < metrics["test/ndcg@20"] <= 1.0  # every item got a GPT-2 vector and the model ranked them
     record = ResultStore(tmp_path / "out" / "results.jsonl").read()[-1]
     encoder = record["config"]["text"]["encoder"]
-    assert encoder["model_name_or_path"] == str(gpt2_dir) and encoder["pooling"] == "last"
+    assert encoder["model_name_or_path"] == str(gpt2_dir) and encoder["pooling"] == "last" and encoder["dtype"] == "bfloat16"
+
+
+def test_decoder_preset_matches_the_signature() -> None:
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from graphrec_lab.config import config_dir
+
+    cfg = OmegaConf.load(config_dir() / "encoder" / "decoder_frozen.yaml")
+    assert cfg._target_ == "graphrec_lab.models.text.TextEncoder"
+    assert set(cfg) - {"_target_"} <= set(inspect.signature(TextEncoder.__init__).parameters)
+    assert cfg.pooling == "last" and cfg.padding_side == "auto"
