@@ -147,6 +147,11 @@ class TextEncoder(nn.Module):
 
         if dtype is not None and dtype not in DTYPES:
             raise TextEncoderError(f"dtype={dtype!r}: expected one of {DTYPES} or None")
+        if dtype == "bfloat16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False):
+            raise TextEncoderError(
+                f"text.encoder.dtype=bfloat16: the GPU ({torch.cuda.get_device_name()}) has no native bfloat16; "
+                f"use text.encoder.dtype=float16 or float32"
+            )
         path = resolve_model_path(model_name_or_path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
