@@ -137,3 +137,22 @@ def test_task_adds_groups_from_the_training_graph() -> None:
     assert task.test_evaluator.group_mask("head").tolist() == [True, False, False, False, False]
     with pytest.raises(ConfigError, match="task.group_metrics"):
         RecommendationTask(model, group_metrics=["genre"])
+
+
+def test_run_records_group_metrics_and_the_default_adds_none(tmp_path) -> None:
+    from graphrec_lab.config import compose
+    from graphrec_lab.experiment import run_experiment
+    from graphrec_lab.tracking.results import ResultStore
+    from tests.conftest import tiny_overrides
+
+    overrides = tiny_overrides(tmp_path, "task.group_metrics=[popularity,activity]", "trainer.max_epochs=1",
+                               "trainer.check_val_every_n_epoch=1")
+    metrics = run_experiment(compose(overrides), overrides)
+    record = ResultStore(tmp_path / "results.jsonl").read()[-1]
+    for group in ("head", "mid", "tail", "active_lt5", "active_5to19", "active_ge20"):
+        assert f"test/{group}/recall@20" in metrics and f"val/{group}/ndcg@20" in metrics
+    assert record["metrics"]["test/head/recall@20"] == metrics["test/head/recall@20"]
+    # Popular items are easier to recall than the long tail after training on popularity-skewed data.
+    assert metrics["test/head/recall@20"] > metrics["test/tail/recall@20"]
+    plain = compose(tiny_overrides(tmp_path / "plain"))
+    assert plain.task.group_metrics is None
