@@ -16,6 +16,10 @@ metric: the ranking is the same (over all items, same exclusions), but a user's 
 restricted to the group's items, and users without a held-out item in the group are skipped for
 that group. So ``cold/recall@20`` is the recall of cold items among each user's top 20 of all items.
 Item coverage is not computed per group.
+
+User groups (``user_groups={"active_lt5": mask, ...}``, masks over user ids) work the same way for
+users: the group's metrics average over the group's users only, each with all of their held-out
+items (``evaluation.groups`` builds popularity item groups and activity user groups).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from torch_geometric.metrics import (
 )
 
 from graphrec_lab.data.sampling import EvalBatch
+from graphrec_lab.evaluation.groups import GroupSpec, build_groups
 from graphrec_lab.evaluation.ranking import mask_scores, topk_stable
 
 _PER_USER = {
@@ -75,6 +80,8 @@ class FullRankingEvaluator(nn.Module):
         item_groups: optional ``{name: items}``, each a ``[num_items]`` bool mask or a 1-D tensor of
             item ids; adds ``<name>/<metric>@<k>`` for every per-user metric (module docstring).
             Names: letters, digits, ``_`` and ``-``.
+        user_groups: optional ``{name: [num_users] bool mask}``; adds ``<name>/<metric>@<k>`` over the
+            group's users only. Names must differ from the item groups'.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class FullRankingEvaluator(nn.Module):
         ks: Sequence[int] = (10, 20),
         metrics: Sequence[str] = METRICS,
         item_groups: Mapping[str, Tensor] | None = None,
+        user_groups: Mapping[str, Tensor] | None = None,
     ) -> None:
         super().__init__()
         unknown = sorted(set(metrics) - set(METRICS))
@@ -94,20 +102,43 @@ class FullRankingEvaluator(nn.Module):
         self.ks = tuple(sorted(set(int(k) for k in ks)))
         self.max_k = max(self.ks)
         self.metrics = self._collection(metrics, with_coverage=True)
-        group_metrics = [m for m in metrics if m in _PER_USER]
+        self._group_metric_names = [m for m in metrics if m in _PER_USER]
         self.group_names: tuple[str, ...] = ()
+        self._group_kind: dict[str, str] = {}
         self.group_metrics = nn.ModuleDict()
-        for name, items in (item_groups or {}).items():
-            if not _GROUP_NAME.match(name):
-                raise ValueError(f"item group name {name!r}: use letters, digits, '_' and '-' only")
-            if not group_metrics:
-                raise ValueError(f"item group {name!r}: metrics={list(metrics)} has no per-user metric to compute per group")
-            # Not persistent: groups are data (like the exclusion masks), not part of a checkpoint.
-            self.register_buffer(f"_group_{name}", _as_mask(items, num_items, name), persistent=False)
-            self.group_metrics[name] = self._collection(group_metrics, with_coverage=False)
-            self.group_names += (name,)
         self.num_users = 0
-        self.group_num_users: dict[str, int] = {name: 0 for name in self.group_names}
+        self.group_num_users: dict[str, int] = {}
+        self._graph_groups: GroupSpec | None = None
+        self.add_groups(item_groups=item_groups, user_groups=user_groups)
+
+    def add_groups(self, item_groups: Mapping[str, Tensor] | None = None, user_groups: Mapping[str, Tensor] | None = None) -> None:
+        """Register more groups (e.g. once the training graph that defines them is known)."""
+        for kind, groups in (("item", item_groups), ("user", user_groups)):
+            for name, members in (groups or {}).items():
+                if not _GROUP_NAME.match(name):
+                    raise ValueError(f"{kind} group name {name!r}: use letters, digits, '_' and '-' only")
+                if name in self._group_kind:
+                    raise ValueError(f"{kind} group {name!r}: a group of that name is already registered")
+                if not self._group_metric_names:
+                    raise ValueError(f"{kind} group {name!r}: no per-user metric to compute per group")
+                mask = _as_mask(members, self.num_items, name) if kind == "item" else _as_user_mask(members, name)
+                # Not persistent: groups are data (like the exclusion masks), not part of a checkpoint.
+                self.register_buffer(f"_group_{name}", mask, persistent=False)
+                self.group_metrics[name] = self._collection(self._group_metric_names, with_coverage=False)
+                self.group_names += (name,)
+                self._group_kind[name] = kind
+                self.group_num_users[name] = 0
+
+    def add_graph_groups(self, spec: GroupSpec, item_degree: Tensor, user_degree: Tensor) -> None:
+        """Add the generalisation groups of ``spec`` from training degrees ``item_degree`` [I] and
+        ``user_degree`` [U] (``evaluation.groups``); a second call with the same spec does nothing."""
+        if self._graph_groups is not None:
+            if self._graph_groups != spec:
+                raise ValueError(f"generalisation groups already added with {self._graph_groups}, not {spec}")
+            return
+        items, users = build_groups(spec, item_degree, user_degree)
+        self.add_groups(item_groups=items, user_groups=users)
+        self._graph_groups = spec
 
     def _collection(self, metrics: Sequence[str], with_coverage: bool) -> LinkPredMetricCollection:
         collection: dict[str, nn.Module] = {}
@@ -129,7 +160,7 @@ class FullRankingEvaluator(nn.Module):
         return names
 
     def group_mask(self, name: str) -> Tensor:
-        """The ``[num_items]`` bool mask of item group ``name``."""
+        """The bool mask of group ``name``: ``[num_items]`` for an item group, ``[num_users]`` for a user group."""
         return getattr(self, f"_group_{name}")
 
     @torch.no_grad()
@@ -142,7 +173,16 @@ class FullRankingEvaluator(nn.Module):
             for name in self.group_names:
                 # The same ranking; only held-out items of the group count, and only users with one.
                 # Updated even when empty (zero rows), so every rank calls the same updates.
-                target = batch.target[:, self.group_mask(name)[batch.target[1]]]
+                mask = self.group_mask(name).to(batch.target.device)  # no-op unless added after a device move
+                if self._group_kind[name] == "item":
+                    keep = mask[batch.target[1]]
+                else:  # rows of the batch's users in the group; ids past the mask are in no group
+                    users = batch.users
+                    in_group = torch.zeros_like(users, dtype=torch.bool)
+                    known = users < mask.numel()
+                    in_group[known] = mask[users[known]]
+                    keep = in_group[batch.target[0]]
+                target = batch.target[:, keep]
                 rows, row_of_target = torch.unique(target[0], return_inverse=True)
                 self.group_metrics[name].update(top[rows], torch.stack([row_of_target, target[1]]))
                 self.group_num_users[name] += rows.numel()
@@ -164,6 +204,14 @@ class FullRankingEvaluator(nn.Module):
             self.group_metrics[group].reset()
             self.group_num_users[group] = 0
         self.num_users = 0
+
+
+def _as_user_mask(users: Tensor, name: str) -> Tensor:
+    """A 1-D bool mask over user ids (its length is the number of users the group was built for)."""
+    users = torch.as_tensor(users)
+    if users.dtype != torch.bool or users.dim() != 1:
+        raise ValueError(f"user group {name!r}: expected a 1-D bool mask over user ids, got {users.dtype} {list(users.shape)}")
+    return users.clone()
 
 
 def _as_mask(items: Tensor, num_items: int, name: str) -> Tensor:

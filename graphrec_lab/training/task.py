@@ -22,6 +22,7 @@ from graphrec_lab.data.sampling import EvalBatch, NegativeSampler, TrainBatch
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.ops.sparse import operator_cache
 from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
+from graphrec_lab.evaluation.groups import GroupSpec
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
@@ -65,6 +66,8 @@ class RecommendationTask(TextAdapterCheckpoints):
             model (run_experiment passes it; frozen text features are a plain buffer of the model).
         item_groups: named [I] bool item masks (e.g. the cold-start protocol's ``cold``/``warm``):
             every metric is also reported as ``<group>/<metric>@k`` with targets restricted to the group.
+        group_metrics: generalisation groups from the training graph (``evaluation.groups``): e.g.
+            ``[popularity, activity]`` adds ``head/``, ``mid/``, ``tail/`` and ``active_*/`` metrics.
         sampling: ``{"fanouts": [k_1, ..., k_K]}`` trains each batch on a neighbour-sampled
             computation graph (``data.neighbor_sampling``; one fanout per model layer) instead of the
             full graph, for graphs whose full propagation does not fit. Evaluation stays full-graph.
@@ -136,6 +139,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         plateau_patience: int = 2,
         monitor: str = "val/ndcg@20",
         monitor_mode: Literal["max", "min"] = "max",
+        group_metrics: Sequence[str] | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if nonfinite_loss not in NONFINITE_LOSS:
@@ -157,6 +161,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         groups = dict(item_groups or {})
         self.val_evaluator = FullRankingEvaluator(model.num_items, ks, metrics, item_groups=groups)
         self.test_evaluator = FullRankingEvaluator(model.num_items, ks, metrics, item_groups=groups)
+        self.group_spec = GroupSpec.parse(group_metrics, key="task.group_metrics")  # ConfigError naming the key
         self.save_hyperparameters(ignore=["model", "objectives", "text", "item_groups"])  # objectives: in the run record's config
         self._graph: TrainGraph | None = None
         self._eval_embeddings: tuple[Tensor, Tensor] | None = None
@@ -218,6 +223,9 @@ class RecommendationTask(TextAdapterCheckpoints):
         """The training graph models propagate over (kept out of the checkpoint: it is data). Objectives
         that own parameters shaped by the model's outputs create them here (``Objective.bind``)."""
         self._graph = graph
+        if self.group_spec.enabled:  # groups come from training degrees, known only with the graph
+            for evaluator in (self.val_evaluator, self.test_evaluator):
+                evaluator.add_graph_groups(self.group_spec, graph.item_degree, graph.user_degree)
         for objective in self.objectives.values():
             objective.bind(self.model, graph)
         if self.sampling is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from torch import nn
+
 from graphrec_lab.models.text.errors import TextEncoderError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -85,3 +87,38 @@ def resolve_model_path(name_or_path: str) -> str:
             f"model_name_or_path, or use the bundled default {DEFAULT_MODEL!r}."
         )
     return name
+
+
+# LoRA target presets by architecture, tried in order; the first whose names all occur among the
+# model's linear layers wins. Attention query/value projections, as in the LoRA paper.
+LORA_PRESETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("llama-style (Llama, Mistral, Qwen, OPT)", ("q_proj", "v_proj")),
+    ("gpt2", ("c_attn",)),
+    ("bert", ("query", "value")),
+    ("gpt-neox / falcon / bloom", ("query_key_value",)),
+    ("distilbert", ("q_lin", "v_lin")),
+    ("t5", ("q", "v")),
+)
+
+
+def lora_target_modules(model: nn.Module) -> list[str]:
+    """The LoRA preset for ``model``, detected from the names of its linear layers
+    (``text.encoder.lora.target_modules: auto``): e.g. ``["q_proj", "v_proj"]`` for a Llama-style
+    decoder, ``["c_attn"]`` for GPT-2, ``["query", "value"]`` for BERT.
+
+    Raises:
+        TextEncoderError: no preset matches; the message lists the model's linear-layer names.
+    """
+    linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if _is_linear(module)}
+    for _, targets in LORA_PRESETS:
+        if set(targets) <= linear:
+            return list(targets)
+    raise TextEncoderError(
+        f"text.encoder.lora.target_modules=auto: no preset matches {type(model).__name__} "
+        f"(its linear layers: {sorted(linear)[:20]}); set target_modules to some of these names"
+    )
+
+
+def _is_linear(module: nn.Module) -> bool:
+    # GPT-2 uses transformers' Conv1D (a transposed linear layer); bitsandbytes layers subclass nn.Linear.
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
