@@ -8,26 +8,26 @@ import logging
 import pytest
 import torch
 
-import graphrec_lab.training.task as task_mod
 from graphrec_lab.config import compose
 from graphrec_lab.experiment import run_experiment
 from graphrec_lab.reporting import load_records
 from graphrec_lab.tracking.results import ResultStore
+from graphrec_lab.training.losses import RANKING_LOSSES
 from graphrec_lab.training.task import NonFiniteLossError
 from tests.conftest import tiny_overrides
 
 
 def nan_at(monkeypatch, calls: set[int]) -> None:
     """Make the BPR loss NaN at the given (0-based) training steps of the whole run."""
-    real = task_mod.bpr_loss
+    real = RANKING_LOSSES["bpr"]
     counter = {"n": -1}
 
-    def bpr(pos, neg):
+    def bpr(pos, neg, temperature):
         counter["n"] += 1
-        loss = real(pos, neg)
+        loss = real(pos, neg, temperature)
         return loss * float("nan") if counter["n"] in calls else loss
 
-    monkeypatch.setattr(task_mod, "bpr_loss", bpr)
+    monkeypatch.setitem(RANKING_LOSSES, "bpr", bpr)  # the table the task looks the loss up in
 
 
 def test_nan_loss_stops_naming_epoch_and_step_and_is_recorded_as_failed(tmp_path, monkeypatch, caplog):
