@@ -32,9 +32,9 @@ from graphrec_lab.distributed import global_rank, launch_local_ranks, new_run_id
 from graphrec_lab.tracking.paths import safe_dir_name
 from graphrec_lab.tracking.results import ResultStore, ResultStoreError, failure_record, save_fallback
 from graphrec_lab.tracking.wandb_dashboard import finish_wandb_run
-from graphrec_lab.training.callbacks import EpochTimer, progress_bar_callbacks, progress_bar_enabled
+from graphrec_lab.training.callbacks import AdaptiveThreads, EpochTimer, progress_bar_callbacks, progress_bar_enabled
 from graphrec_lab.training.checkpoint import check_checkpoint
-from graphrec_lab.training.threads import apply_thread_policy, local_ranks
+from graphrec_lab.training.threads import ThreadGovernor, apply_thread_policy, local_ranks
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,7 @@ def _run(
         "device": str(trainer.strategy.root_device),
         "world_size": int(trainer.world_size),
         "torch_threads": torch.get_num_threads(),  # the thread policy's choice (graphrec_lab/training/threads.py)
+        **_thread_changes(callbacks),
         "strategy": type(trainer.strategy).__name__,
     }
     store_error: ResultStoreError | None = None
@@ -242,7 +243,8 @@ def _check_optimized_metric(cfg: DictConfig) -> None:
 
 def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) -> Experiment:
     """``build`` after validation: threads, seed, then every piece in the order whose RNG draws a seed fixes."""
-    apply_thread_policy(cfg.get("threads", "auto"), ranks=local_ranks(cfg.trainer.get("devices", 1)))
+    threads = cfg.get("threads", "auto")
+    share = apply_thread_policy(threads, ranks=local_ranks(cfg.trainer.get("devices", 1)))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -273,6 +275,8 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
     callbacks = _callbacks(cfg, run_dir)
     timer = EpochTimer()
     callbacks.append(timer)
+    if isinstance(threads, str) and share > 1:  # auto: follow the load while the run lasts
+        callbacks.append(AdaptiveThreads(ThreadGovernor(share)))
     callbacks.extend(extra_callbacks)
     loggers = _loggers(cfg, run_dir, name)
     # _partial_: pass live callback and logger objects straight to the constructor (Hydra would try
@@ -347,6 +351,14 @@ def _logger_dirs(loggers: list[Logger]) -> dict[str, str]:
         elif lg.log_dir is not None:
             dirs[f"{type(lg).__name__.lower()}_dir"] = str(lg.log_dir)
     return dirs
+
+
+def _thread_changes(callbacks: Sequence[Callback]) -> dict[str, int]:
+    """What ``threads: auto`` did under load: the fewest threads it set and how often it changed them."""
+    governor = next((c.governor for c in callbacks if isinstance(c, AdaptiveThreads)), None)
+    if governor is None or governor.changes == 0:
+        return {}
+    return {"torch_threads_min": governor.min_threads, "torch_thread_changes": governor.changes}
 
 
 def _best_epoch(ckpt_path: str | None) -> int:

@@ -105,3 +105,54 @@ def test_sweep_workers_get_their_share_of_the_cores(tmp_path, monkeypatch):
         assert info["workers"] == 2
         assert info["resolved"] == info["torch"] == max(1, min(info["cores"] // 2, info["default"]))
     assert threads.WORKERS_ENV not in os.environ  # the parent's environment is restored
+
+
+def test_threads_for_load_leaves_the_busy_cores_to_the_other_processes():
+    # share 2 on 2 cores: quiet -> 2; a competitor holding a whole core, or two sharing both -> 1
+    assert [threads.threads_for_load(2, 2, busy) for busy in (0.0, 0.2, 0.3, 0.67, 1.0, 1.33, 2.0)] == [2, 2, 1, 1, 1, 1, 1]
+    assert threads.threads_for_load(8, 16, 3.0) == 8  # never above the share
+    assert threads.threads_for_load(16, 16, 3.0) == 13
+
+
+def test_cores_busy_elsewhere_subtracts_this_process():
+    # 10 s of wall time: the machine was busy 15 CPU-s, 6 of them ours -> 0.9 cores elsewhere
+    assert threads.cores_busy_elsewhere((100.0, 50.0, 0.0), (115.0, 56.0, 10.0)) == pytest.approx(0.9)
+    assert threads.cores_busy_elsewhere((100.0, 50.0, 5.0), (101.0, 52.0, 5.0)) == 0.0  # no time passed
+
+
+def test_the_governor_follows_the_load_and_restores_the_share():
+    now = [0.0]
+    machine = {"busy": 0.0, "own": 0.0}
+
+    def sample():
+        return machine["busy"], machine["own"], now[0]
+
+    def run(seconds: float, ours: float, others: float) -> None:
+        now[0] += seconds
+        machine["own"] += ours * seconds
+        machine["busy"] += (ours + others) * seconds
+
+    set_to: list[int] = []
+    gov = threads.ThreadGovernor(2, cores=2, period_s=5.0, sample=sample, set_threads=set_to.append)
+    run(1.0, ours=2.0, others=0.0)
+    assert gov.maybe_update() == 2 and set_to == []  # the period has not passed: no measurement
+    run(5.0, ours=1.4, others=0.6)  # a competitor took 0.6 cores
+    assert gov.maybe_update() == 1 and set_to == [1]
+    run(5.0, ours=1.0, others=1.0)
+    assert gov.update() == 1 and set_to == [1]
+    run(5.0, ours=1.0, others=0.05)  # it has gone
+    assert gov.update() == 2 and set_to == [1, 2]
+    assert (gov.changes, gov.min_threads) == (2, 1)
+
+
+def test_a_run_with_auto_threads_carries_the_governor(out_dir, restore_threads, monkeypatch):
+    from graphrec_lab.training.callbacks import AdaptiveThreads
+
+    monkeypatch.delenv(threads.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads, "_DEFAULT_THREADS", 2)
+    exp = build(compose(tiny_overrides(out_dir)))
+    governors = [c.governor for c in exp.callbacks if isinstance(c, AdaptiveThreads)]
+    assert len(governors) == 1 and governors[0].share == 2
+    exp = build(compose(tiny_overrides(out_dir, "threads=2")))
+    assert not any(isinstance(c, AdaptiveThreads) for c in exp.callbacks)  # an integer is fixed

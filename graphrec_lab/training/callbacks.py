@@ -10,6 +10,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from graphrec_lab.tracking.console import interactive
+from graphrec_lab.training.threads import ThreadGovernor
 
 
 class EpochTimer(pl.Callback):
@@ -38,6 +39,24 @@ class EpochTimer(pl.Callback):
     @property
     def mean_epoch_seconds(self) -> float:
         return sum(self.epoch_seconds) / len(self.epoch_seconds) if self.epoch_seconds else 0.0
+
+
+class AdaptiveThreads(pl.Callback):
+    """``threads: auto`` while a run trains and evaluates: before each batch, the ``ThreadGovernor``
+    re-measures the load every ``period_s`` seconds and keeps torch's intra-op threads at the cores
+    other processes leave free (graphrec_lab/training/threads.py)."""
+
+    def __init__(self, governor: ThreadGovernor) -> None:
+        self.governor = governor
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        self.governor.maybe_update()
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.governor.maybe_update()
+
+    def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.governor.maybe_update()
 
 
 class TargetMetricStop(pl.Callback):

@@ -13,7 +13,14 @@ stalls on its slowest thread. The policy gives each of the job's processes its s
   (``trainer.devices``), at least 1, and never more than torch's own default at
   start-up (physical cores, or ``OMP_NUM_THREADS`` when set). A single run therefore keeps torch's
   default, and its results are unchanged.
-* an integer >= 1: exactly that many threads.
+  While the job runs, a ``ThreadGovernor`` (the ``AdaptiveThreads`` callback of every run) measures
+  every few seconds how many cores *other* processes kept busy and lowers the count to the cores left
+  free, restoring it when they are free again. A parallel region waits for its slowest thread, and a
+  thread that shares a core with another process is the slowest by a scheduler time slice: on 2 cores
+  with one competing single-threaded process, LightGCN's training step on Gowalla took 4-6x longer
+  with 2 threads than with 1 (``benchmarks/speed/under_load.py`` measures it).
+* an integer >= 1: exactly that many threads, whatever the load (bit-for-bit reruns of a run on a
+  loaded machine: dense kernels may split their work differently for another thread count).
 
 Inter-op threads follow where torch still allows it (only before the first parallel region of the
 process; later calls keep the current value).
@@ -23,9 +30,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Callable
 
+import psutil
 import torch
 
 from graphrec_lab.config import ConfigError
@@ -129,3 +139,81 @@ def apply_thread_policy(setting: int | str, ranks: int = 1) -> int:
         log.log(level, "torch threads: %d intra-op, %d inter-op (%s)", n, torch.get_num_interop_threads(), why)
         _logged = (n, why)
     return n
+
+
+# (busy CPU seconds of the whole machine, CPU seconds of this process, wall seconds)
+CpuSample = tuple[float, float, float]
+
+
+def cpu_sample() -> CpuSample:
+    """Busy CPU time of the machine (all cores, everything but idle and I/O wait), this process's own
+    CPU time (all its threads) and a monotonic wall clock, in seconds."""
+    t = psutil.cpu_times()
+    busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+    own = psutil.Process().cpu_times()
+    return busy, own.user + own.system, time.monotonic()
+
+
+def cores_busy_elsewhere(before: CpuSample, after: CpuSample) -> float:
+    """Cores that other processes kept busy, on average, between two ``cpu_sample`` calls."""
+    wall = after[2] - before[2]
+    if wall <= 0:
+        return 0.0
+    return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / wall)
+
+
+def threads_for_load(share: int, cores: int, busy_elsewhere: float) -> int:
+    """Intra-op threads for a process whose share of the cores is ``share`` while other processes keep
+    ``busy_elsewhere`` cores busy: the cores left free, rounded up from 0.75 (a quarter of a core
+    taken by others already costs a thread a time slice per parallel region), at least 1."""
+    free = cores - busy_elsewhere
+    return max(1, min(share, int(free + 0.25)))
+
+
+class ThreadGovernor:
+    """Keeps torch's intra-op thread count at the cores left free by other processes.
+
+    Call ``maybe_update()`` often (every training or evaluation batch): every ``period_s`` seconds it
+    measures the cores other processes kept busy since the previous measurement
+    (``cores_busy_elsewhere``) and sets ``threads_for_load(share, cores, busy)`` threads. ``share``
+    is the static policy's count (``resolve_threads("auto")``), never exceeded. ``sample`` and
+    ``set_threads`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        share: int,
+        cores: int | None = None,
+        period_s: float = 5.0,
+        sample: Callable[[], CpuSample] = cpu_sample,
+        set_threads: Callable[[int], None] = torch.set_num_threads,
+    ) -> None:
+        self.share = max(1, int(share))
+        self.cores = available_cores() if cores is None else cores
+        self.period_s = period_s
+        self._sample = sample
+        self._set_threads = set_threads
+        self._last = sample()
+        self.threads = self.share
+        self.changes = 0
+        self.min_threads = self.share
+
+    def maybe_update(self) -> int:
+        """``update()`` when ``period_s`` has passed since the last measurement; the current count."""
+        if time.monotonic() - self._last[2] >= self.period_s:
+            return self.update()
+        return self.threads
+
+    def update(self) -> int:
+        """Measure now and set the thread count for the load seen since the last measurement."""
+        now = self._sample()
+        busy = cores_busy_elsewhere(self._last, now)
+        self._last = now
+        n = threads_for_load(self.share, self.cores, busy)
+        if n != self.threads:
+            log.debug("torch threads: %d -> %d (other processes kept %.2f of %d cores busy)", self.threads, n, busy, self.cores)
+            self._set_threads(n)
+            self.threads = n
+            self.changes += 1
+            self.min_threads = min(self.min_threads, n)
+        return n
