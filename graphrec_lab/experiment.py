@@ -259,7 +259,12 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
         model_kwargs["item_features"] = text.attach(_item_texts(cfg, datamodule))
     model = instantiate(cfg.model, num_users=graph.num_users, num_items=graph.num_items, **model_kwargs)
     item_groups = datamodule.item_groups() if implements(datamodule, ItemGroupSource) else None
-    task = instantiate(cfg.task, model=model, text=text, item_groups=item_groups, _recursive_=False, _convert_="all")
+    try:
+        task = instantiate(cfg.task, model=model, text=text, item_groups=item_groups, _recursive_=False, _convert_="all")
+    except Exception as err:  # Hydra wraps a task's own ConfigError (naming the key) in InstantiationException
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__ from None
+        raise
     task.attach_graph(datamodule.train_graph)
     _check_metric_exists(cfg, task)
 

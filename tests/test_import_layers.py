@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("studies", ("graphrec_lab.studies", "graphrec_lab.sweeps", "graphrec_lab.reporting", "graphrec_lab.privacy.audit",
                  "graphrec_lab.inference", "graphrec_lab.explain")),
     ("experiment", ("graphrec_lab.experiment", "graphrec_lab.build", "graphrec_lab.distributed", "graphrec_lab.rank")),
-    ("training", ("graphrec_lab.training", "graphrec_lab.privacy.dp_sgd")),
+    ("training", ("graphrec_lab.training", "graphrec_lab.privacy.dp_sgd", "graphrec_lab.privacy.federated")),
     ("models", ("graphrec_lab.models",)),
     ("ops", ("graphrec_lab.ops",)),
     ("data", ("graphrec_lab.data", "graphrec_lab.evaluation", "graphrec_lab.privacy", "graphrec_lab.privacy.edge_dp")),
