@@ -191,11 +191,29 @@ def test_datamodule_trains_on_the_released_graph_and_evaluates_on_the_true_one()
     assert torch.equal(b_off.neg_items, b_plain.neg_items)
 
 
-def test_social_data_module_refuses_edge_dp():
+def test_social_data_module_releases_interactions_and_ties():
     from graphrec_lab.data.social import SocialDataModule
+    from tests.data.test_social import dm
 
-    with pytest.raises(ValueError, match=r"data\.privacy\.edge_dp: SocialDataModule"):
-        SocialDataModule(dataset="hetrec2011-lastfm-2k", privacy={"edge_dp": {"mechanism": "rr", "epsilon": 1.0}})
+    def pairs(e: torch.Tensor) -> set[tuple[int, int]]:
+        return set(map(tuple, e.t().tolist()))
+
+    privacy = {"edge_dp": {"mechanism": "rr", "epsilon": 1.0, "seed": 3}}
+    plain = dm("diffnet:tiny", social_only_users="keep")
+    private = dm("diffnet:tiny", social_only_users="keep", privacy=privacy)
+    graph = plain.load_graph()
+    true_ties, released_ties = pairs(graph.social_edges), pairs(private.train_graph.social_edge_index)
+    assert released_ties != true_ties and private.edge_dp_report["ties"]["mechanism"] == "rr"
+    assert released_ties == {(b, a) for a, b in released_ties}  # symmetric ties stay symmetric
+    n = graph.num_users
+    half = private.train_graph.edge_index.shape[1] // 2
+    released = set((private.train_graph.edge_index[0, :half] * graph.num_items
+                    + private.train_graph.edge_index[1, :half] - n).tolist())  # fmt: skip
+    assert released != set((graph.train.users * graph.num_items + graph.train.items).tolist())
+    # The models' tie accessor reads the release, never the true ties.
+    assert pairs(private.social_edges()) == released_ties
+    with pytest.raises(ValueError, match=r"data\.privacy\.edge_dp applies to data\.target=items"):
+        SocialDataModule(dataset="hetrec2011-lastfm-2k", target="friends", privacy=privacy)
 
 
 def test_pair_index_round_trips():

@@ -251,12 +251,13 @@ def _lapgraph(keys: np.ndarray, total: int, cfg: EdgeDPConfig, rng: np.random.Ge
     return np.sort(np.concatenate([kept, added])), report
 
 
-def release_keys(keys: np.ndarray, total: int, cfg: EdgeDPConfig) -> tuple[np.ndarray, dict[str, Any]]:
+def release_keys(keys: np.ndarray, total: int, cfg: EdgeDPConfig, tag: int = 0xED6E) -> tuple[np.ndarray, dict[str, Any]]:
     """Release a set of cells of a universe of ``total`` cells: ``keys`` [E] sorted, distinct, in
-    ``[0, total)``. Returns the released cells (sorted) and what the release did."""
+    ``[0, total)``. Returns the released cells (sorted) and what the release did. ``tag`` names the
+    relation (interactions, ties), so that two releases of one run draw independent noise."""
     report: dict[str, Any] = {"mechanism": cfg.mechanism, "epsilon": cfg.epsilon, "seed": cfg.seed}
     # A stream of its own: seeding with (seed, tag) keeps it apart from splits and samplers.
-    rng = np.random.default_rng([cfg.seed, 0xED6E])
+    rng = np.random.default_rng([cfg.seed, tag])
     if cfg.mechanism == "rr":
         keep, add = rr_probabilities(cfg.epsilon)
         out, extra = _flip(keys, total, keep, add, cfg, rng)
@@ -292,6 +293,9 @@ def release_bipartite(
     return ReleasedEdges(out_t // num_items, out_t % num_items, report)
 
 
+TIES_TAG = 0x71E5  # the noise stream of user-user ties, apart from the interactions' (release_keys)
+
+
 def release_ties(edges: Tensor, num_nodes: int, cfg: EdgeDPConfig, symmetric: bool = True) -> tuple[Tensor, dict[str, Any]]:
     """Release user-user ties ``edges`` [2, S] among ``num_nodes`` users (no self-ties).
 
@@ -311,12 +315,12 @@ def release_ties(edges: Tensor, num_nodes: int, cfg: EdgeDPConfig, symmetric: bo
     if symmetric:
         i, j = np.minimum(src, dst), np.maximum(src, dst)
         keys = np.unique(_pair_index(i, j, n))
-        out, report = release_keys(keys, n * (n - 1) // 2, cfg)
+        out, report = release_keys(keys, n * (n - 1) // 2, cfg, TIES_TAG)
         a, b = _pair_from_index(out, n)
         result = torch.from_numpy(np.stack([np.concatenate([a, b]), np.concatenate([b, a])]))
     else:
         keys = np.unique(src * (n - 1) + np.where(dst < src, dst, dst - 1))  # the diagonal left out
-        out, report = release_keys(keys, n * (n - 1), cfg)
+        out, report = release_keys(keys, n * (n - 1), cfg, TIES_TAG)
         a, r = out // (n - 1), out % (n - 1)
         result = torch.from_numpy(np.stack([a, np.where(r < a, r, r + 1)]))
     return result, report

@@ -24,15 +24,20 @@ from graphrec_lab.data.social.graph import (
     SocialTrainGraph,
     TARGETS,
     build_social_graph,
+    is_symmetric,
     social_train_graph,
     split_ties,
 )
+from graphrec_lab.privacy.edge_dp import release_ties
 
 log = logging.getLogger(__name__)
 
 
 class SocialDataModule(InteractionDataModule):
     """Interactions plus user-user ties, for item recommendation or friend recommendation.
+
+    With ``privacy.edge_dp`` (``target=items`` only) both relations are released before any model
+    sees them: the interactions as in ``InteractionDataModule``, the ties by ``release_ties``.
 
     Args (besides those of ``InteractionDataModule``; see the module docstring for the semantics):
         symmetrize_social: add the reverse of every tie.
@@ -42,6 +47,8 @@ class SocialDataModule(InteractionDataModule):
         join_social: (``items``) ``train_graph`` is the joined user-item + user-user graph.
         join_interactions: (``friends``) interactions as side edges, items as extra user-side nodes.
     """
+
+    _EDGE_DP_READY = (*InteractionDataModule._EDGE_DP_READY, "SocialDataModule")
 
     def __init__(
         self,
@@ -64,6 +71,8 @@ class SocialDataModule(InteractionDataModule):
             raise ValueError("data.join_social applies to data.target=items; for friends use data.join_interactions")
         if join_interactions and target != "friends":
             raise ValueError("data.join_interactions applies to data.target=friends; for items use data.join_social")
+        if self.edge_dp.enabled and target != "items":
+            raise ValueError("data.privacy.edge_dp applies to data.target=items (the ties are the labels of data.target=friends)")
         if target == "friends" and split != "ratio":
             raise ValueError(f"data.target=friends splits the ties per user (data.split=ratio); got data.split={split!r}")
         self.social = SocialConfig(symmetrize_social, social_only_users, social_core)
@@ -151,9 +160,8 @@ class SocialDataModule(InteractionDataModule):
     def _make_train_graph(self) -> SocialTrainGraph:
         graph = self.load_graph()
         if self.target == "items":
-            return social_train_graph(
-                graph.num_users, graph.num_items, graph.train.users, graph.train.items, graph.social_edges, join=self.join_social
-            )
+            users, items = self._fit_edges()  # the edge-DP release of the interactions, when configured
+            return social_train_graph(graph.num_users, graph.num_items, users, items, self._released_ties(graph), join=self.join_social)
         train_ties = torch.stack([graph.train.users, graph.train.items])
         side = None
         users, items = graph.train.users, graph.train.items
@@ -166,6 +174,18 @@ class SocialDataModule(InteractionDataModule):
             users, items = torch.cat([users, ii]), torch.cat([items, iu])
             side = torch.stack([iu, ii])
         return social_train_graph(graph.num_users, graph.num_items, users, items, train_ties, join=False, side_edges=side)
+
+    def _released_ties(self, graph: InteractionGraph) -> Tensor:
+        """The ties models may see, [2, S]: ``graph.social_edges``, or their edge-DP release (same
+        mechanism and epsilon as the interactions, an independent noise stream)."""
+        ties = graph.social_edges
+        assert ties is not None
+        if not self.edge_dp.enabled:
+            return ties
+        released, report = release_ties(ties, graph.num_users, self.edge_dp, symmetric=is_symmetric(ties, graph.num_users))
+        self.edge_dp_report = {**(self.edge_dp_report or {}), "ties": report}
+        log.info("data.privacy.edge_dp: released ties %s", report)
+        return released
 
     # ------------------------------------------------------------------ friend-specific evaluation
     def _self_csr(self) -> CSR:
