@@ -17,6 +17,7 @@
     graphrec-lab recommend <run dir> --user U [-k 20] | --users-file F --out F.csv | --history I ...
     graphrec-lab export <run dir> [--out DIR] [--index hnsw|flat|none]
     graphrec-lab explain <run dir> --user U --item I [--method ...] [--png F] | --evaluate
+    graphrec-lab ensemble <run dir> <run dir> ... [--method zscore|minmax|rrf|borda] [--weights W ...]
                                                  (graphrec_lab/inference/cli.py has every option)
 
 Configs ship inside the package (graphrec_lab/configs/); $GRAPHREC_CONFIG_DIR names a folder of your
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
             from graphrec_lab.privacy.audit import cli_main
 
             cli_main(rest)
-        elif command in ("recommend", "export", "explain"):
+        elif command in ("recommend", "export", "explain", "ensemble"):
             from graphrec_lab.inference.cli import main as inference_main
 
             inference_main(command, rest)

@@ -1,4 +1,4 @@
-"""The ``recommend``, ``export`` and ``explain`` verbs of ``graphrec-lab`` (argument parsing and output).
+"""The ``recommend``, ``export``, ``explain`` and ``ensemble`` verbs of ``graphrec-lab`` (argument parsing and output).
 
     graphrec-lab recommend <run> --user U [-k 20] [--exclude-val] [--index DIR]
     graphrec-lab recommend <run> --users-file users.txt --out recs.csv|recs.jsonl
@@ -7,6 +7,7 @@
     graphrec-lab explain <run> --user U --item I [--method exact|gnnexplainer|captum_ig|saliency]
                          [--top 10] [--png FILE] [--html FILE]
     graphrec-lab explain <run> --evaluate [--pairs 50] [--methods ...] [--out FILE]
+    graphrec-lab ensemble <run> <run> ... [--method zscore|minmax|rrf|borda] [--weights W ...] [--json FILE]
 """
 
 from __future__ import annotations
@@ -162,7 +163,26 @@ def explain_main(args: list[str]) -> None:
         print(f"explanation subgraph: {path}", file=sys.stderr)
 
 
-VERBS = {"recommend": recommend_main, "export": export_main, "explain": explain_main}
+def ensemble_main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="graphrec-lab ensemble", description="evaluate the combined scores of finished runs")
+    parser.add_argument("runs", nargs="+", help="run directories (or checkpoints) on the same data and split")
+    parser.add_argument("--method", default="zscore", help="zscore | minmax (score averaging), rrf | borda (rank aggregation)")
+    parser.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: equal)")
+    parser.add_argument("--json", help="also write the metrics and settings here")
+    ns = parser.parse_args(args)
+    import json
+
+    from graphrec_lab.inference.ensemble import evaluate_ensemble
+
+    runs = [_load(path) for path in ns.runs]
+    result = evaluate_ensemble(runs, ns.method, ns.weights)
+    print(result.format([f"{r.model_name} ({r.run_dir.name})" for r in runs]))
+    if ns.json:
+        with open(ns.json, "w") as f:
+            json.dump({"method": result.method, "weights": result.weights, "runs": result.runs, "metrics": result.metrics}, f, indent=1)
+
+
+VERBS = {"recommend": recommend_main, "export": export_main, "explain": explain_main, "ensemble": ensemble_main}
 
 
 def main(verb: str, args: list[str]) -> None:
