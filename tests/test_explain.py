@@ -175,6 +175,11 @@ def test_deletion_fidelity_table_covers_methods_baselines_and_m():
     assert all(r.pairs == 6 for r in result.rows)
     random_row = next(r for r in result.rows if r.method == "random")
     assert random_row.beats_random == 0.0  # a removal never beats itself
+    assert random_row.score_beats_both == 0.0
+    exact5 = next(r for r in result.rows if (r.method, r.m) == ("exact", 5))
+    random5 = next(r for r in result.rows if (r.method, r.m) == ("random", 5))
+    # removing the largest contributions lowers the score more than removing random interactions
+    assert exact5.mean_score_drop > random5.mean_score_drop
     assert "| exact | 5 |" in result.format()
 
 
