@@ -92,13 +92,14 @@ def test_gcmc_shapes_and_distribution_sums_to_one(accumulation: str) -> None:
     assert not torch.equal(model.logits(adjs, user, item), model.logits(adjs, user, item))
 
 
-def test_fit_gcmc_learns_and_refuses_a_ranking_loss(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_fit_gcmc_learns_and_refuses_a_ranking_loss(tmp_path: Path, loss: str) -> None:
     rng = np.random.default_rng(0)
     rows = [(u, i, 5 if (u + i) % 2 else 1) for u in range(1, 21) for i in range(1, 16) if rng.random() < 0.6]
     _write(tmp_path / "u1.base", rows)
     _write(tmp_path / "u1.test", rows[:10])
     split = read_canonical_split(tmp_path, val_fraction=0.2)
-    settings = GCMCSettings(epochs=100, lr=0.02, hidden_dim=40, out_dim=8, dropout=0.0, eval_every=10)
+    settings = GCMCSettings(epochs=100, lr=0.02, hidden_dim=40, out_dim=8, dropout=0.0, eval_every=10, loss=loss)
     result = fit_gcmc(split, settings)
     assert result["val_rmse"] < 1.0  # a constant predictor of the mean rating sits at about 2.0
     assert result["best_epoch"] in range(10, 101, 10)
