@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from graphrec_lab.data.sequential import pad_sequences
-from graphrec_lab.models.sequential import GRU4Rec, SASRec, SRGNN
+from graphrec_lab.models.sequential import GRU4Rec, SASRec, SRGNN, TextSASRec
 
 
 def _toy() -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,6 +22,8 @@ def _toy() -> tuple[torch.Tensor, torch.Tensor]:
     lambda: GRU4Rec(20, dim=16, dropout=0.0),
     lambda: SASRec(20, dim=16, max_length=8, num_layers=1, dropout=0.0),
     lambda: SRGNN(20, dim=16),
+    lambda: TextSASRec(torch.randn(20, 12), dim=16, max_length=8, num_layers=1, dropout=0.0),
+    lambda: TextSASRec(torch.randn(20, 12), dim=16, max_length=8, num_layers=1, dropout=0.0, use_ids=True),
 ])
 def test_forward_shapes_and_one_step_lowers_the_loss(make) -> None:
     torch.manual_seed(0)
