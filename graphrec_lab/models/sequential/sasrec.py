@@ -1,0 +1,40 @@
+"""SASRec (Kang & McAuley, 2018): causal self-attention over the item sequence.
+
+Trained with cross-entropy over all items (the full-softmax setting of RecBole and UniSRec).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from graphrec_lab.models.sequential.base import SequentialBase
+
+
+class SASRec(SequentialBase):
+    def __init__(
+        self, num_items: int, dim: int = 64, max_length: int = 50, num_layers: int = 2,
+        num_heads: int = 2, dropout: float = 0.2,
+    ) -> None:
+        super().__init__(num_items, dim)
+        self.position = nn.Embedding(max_length, dim)
+        layer = nn.TransformerEncoderLayer(
+            dim, num_heads, dim_feedforward=dim * 4, dropout=dropout, activation="gelu",
+            batch_first=True, norm_first=False,
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def encode(self, embedded: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[B, L, D]`` input embeddings of ``[B, L]`` items → ``[B, D]`` state at the last position."""
+        length = items.shape[1]
+        pos = self.position(torch.arange(length, device=items.device)).unsqueeze(0)
+        h = self.dropout(self.norm(embedded + pos))
+        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=items.device), 1)
+        # Right-aligned padding: the last position is always a real item, so no row is fully masked.
+        h = self.encoder(h, mask=causal, src_key_padding_mask=items.eq(0))
+        return h[:, -1]
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.encode(self.item_embedding(items), items)
