@@ -3,6 +3,8 @@ stay on their clients, local DP clips and noises the update, bad settings name t
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -92,6 +94,8 @@ def test_federated_run_writes_a_record_and_learns(out_dir):
     assert metrics["federated/clients_per_round"] == 5
     assert metrics["federated/uploaded_floats"] > 0
     assert metrics["test/ndcg@20"] > 0
+    record = json.loads((out_dir / "results.jsonl").read_text().splitlines()[-1])
+    assert record["paths"]["checkpoint"] is not None  # the validation-selected round was saved and tested
 
 
 @pytest.mark.parametrize(

@@ -280,6 +280,11 @@ class FederatedTask(RecommendationTask):
         with torch.no_grad():
             user_rows.copy_(kept)
         self._clients_per_round = k
+        # One step of the task's own optimiser with no gradients: it changes no weight but counts the
+        # round in trainer.global_step, without which checkpointing skips every validation.
+        for p in self.parameters():
+            p.grad = None
+        self.optimizers().step()
         return None
 
     def federated_metrics(self) -> dict[str, Tensor]:
