@@ -74,7 +74,7 @@ def test_report_only_table_comes_from_the_committed_records(path, tmp_path):
     for res in result.results:
         want = set(cell_overrides(study, res.cell, result.budget, 0, tmp_path))
         lines = [r for r in raw if {o.lstrip("+") for o in r["overrides"] if not o.startswith(("seed=", "paths.", "group=",
-                 "logger=", "print_table="))} == {o.lstrip("+") for o in want if not o.startswith(("seed=", "paths.", "group=",
+                 "name=", "logger=", "print_table="))} == {o.lstrip("+") for o in want if not o.startswith(("seed=", "paths.", "group=",
                  "name=", "print_table=", "logger="))}]  # fmt: skip
         by_seed = {r["seed"]: r["metrics"][metric.key] for r in lines}  # the last line per seed wins
         assert lines and res.mean(metric) == pytest.approx(statistics.mean(by_seed.values()))
