@@ -48,7 +48,7 @@ def test_every_other_group_option_instantiates(group, tmp_path):
         validate_config(cfg)
         node = cfg[group]
         if group == "task":
-            instantiate(node, model=MatrixFactorization(3, 4), _recursive_=False, _convert_="all")
+            instantiate(node, model=MatrixFactorization(30, 40), _recursive_=False, _convert_="all")  # >= 10 users: task=federated's default clients
         elif group == "trainer":
             if node.accelerator == "gpu":
                 continue  # needs a GPU to instantiate; composition and validation are checked above
