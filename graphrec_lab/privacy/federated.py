@@ -146,9 +146,6 @@ class SharedParameters:
                 t = torch.as_tensor(a, dtype=p.dtype, device=p.device)
                 (p[s] if s is not None else p).copy_(t)
 
-    def num_floats(self) -> int:
-        return sum(int(np.prod(a.shape)) for a in self.get())
-
 
 def private_update(update: list[np.ndarray], clip: float | None, noise: float, gen: np.random.Generator) -> list[np.ndarray]:
     """The client's shared-parameter update (client minus server), clipped to L2 norm ``clip`` over
@@ -178,7 +175,7 @@ class FederatedTask(RecommendationTask):
                 f"{CONFIG_KEY}: federated training supports model=bprmf and model=lightgcn with feature_mode=id; got "
                 f"{type(model).__name__}"
             )
-        if self.sampling is not None or len(self.objectives) or self.text is not None or self._needs_negative_sampler():
+        if self.sampling is not None or len(self.objectives) or self.text is not None or self._uses_task_loop_knobs():
             raise FederatedConfigError(
                 f"{CONFIG_KEY}: task.sampling, task.objectives, text, task.lr_schedule and a non-uniform task.negative_sampler or task.num_negatives > 1 are not supported"
             )
@@ -193,7 +190,7 @@ class FederatedTask(RecommendationTask):
         self._uploaded = 0  # floats sent to the server so far
         self._clients_per_round = 0
 
-    def _needs_negative_sampler(self) -> bool:
+    def _uses_task_loop_knobs(self) -> bool:
         # Non-uniform samplers and LR schedules live in the task's own loop, which the rounds replace.
         return self.knobs.negative_sampler != "uniform" or self.knobs.num_negatives != 1 or self.knobs.lr_schedule != "none"
 

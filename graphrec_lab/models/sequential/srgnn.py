@@ -1,4 +1,4 @@
-"""SR-GNN (Wu et al., 2019): a gated GNN over each session graph and a soft-attention readout."""
+"""SR-GNN (Wu et al., 2019): a gated GNN over each sequence's item-transition graph and a soft-attention readout."""
 
 from __future__ import annotations
 
