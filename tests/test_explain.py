@@ -18,6 +18,7 @@ from graphrec_lab.explain.exact import decompose, interaction_scores
 from graphrec_lab.explain.fidelity import _scores_without, deletion_fidelity, rank_of
 from graphrec_lab.explain.plot import plot_explanation
 from graphrec_lab.explain.pyg import ExplainUnsupportedError, PairScorer, explain_pair, supports
+from graphrec_lab.explain.pyg_fidelity import TopKFidelity
 from graphrec_lab.inference.run import InferenceError, LoadedRun
 from graphrec_lab.models import gnn
 from graphrec_lab.models.mf import MatrixFactorization
@@ -181,6 +182,59 @@ def test_deletion_fidelity_table_covers_methods_baselines_and_m():
     # removing the largest contributions lowers the score more than removing random interactions
     assert exact5.mean_score_drop > random5.mean_score_drop
     assert "| exact | 5 |" in result.format()
+
+
+def _margin_by_hand(run: LoadedRun, fid: TopKFidelity, weight: torch.Tensor) -> float:
+    """LightGCN's s(u, i) - s(u, j) on the subgraph with every message scaled by ``weight`` [E] after the
+    symmetric normalisation of the unmasked subgraph (how PyG applies an edge mask)."""
+    src, dst = fid.edge_index
+    n = fid.subset.numel()
+    deg = torch.bincount(dst, minlength=n).float()
+    norm = deg.pow(-0.5)[src] * deg.pow(-0.5)[dst] * weight
+    x, layers = fid.x, [fid.x]
+    for _ in range(run.model.num_layers):
+        x = torch.zeros_like(x).index_add_(0, dst, norm[:, None] * x[src])
+        layers.append(x)
+    out = torch.stack(layers).mean(0)
+    u, i, j = fid.local.tolist()
+    return float((out[i] - out[j]) @ out[u])
+
+
+def test_pyg_fidelity_equals_a_hand_masked_propagation():
+    run = _run(gnn.LightGCN(U, I, D, 2))
+    user_emb, item_emb = run.embeddings()
+    scores = item_emb @ user_emb[4]
+    target, competitor = scores.topk(2).indices.tolist()
+    fid = TopKFidelity(run, 4, target, competitor)
+    full = torch.ones(fid.edge_index.size(1))
+    assert _margin_by_hand(run, fid, full) == pytest.approx(float(scores[target] - scores[competitor]), rel=1e-4)
+    assert int(fid.decision) == 1
+    history = run.train_items(4)
+    for m in range(history.numel() + 1):
+        mask = fid.mask(history[:m])
+        assert int(mask.sum()) == 2 * m  # both directions of each removed interaction
+        keeps = _margin_by_hand(run, fid, full - mask) > 0
+        only = _margin_by_hand(run, fid, mask) > 0
+        assert fid(history[:m]) == (float(not keeps), float(not only))
+    assert fid(history[:0])[0] == 0.0  # masking nothing out never flips the decision
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_pyg_fidelity_runs_on_every_covered_zoo_gnn(name):
+    run = _run(ZOO[name]())
+    user_emb, item_emb = run.embeddings()
+    target, competitor = (item_emb @ user_emb[2]).topk(2).indices.tolist()
+    fid = TopKFidelity(run, 2, target, competitor)
+    history = run.train_items(2)
+    assert fid(history[:0])[0] == 0.0
+    assert all(v in (0.0, 1.0) for v in fid(history[:3]))
+
+
+def test_deletion_fidelity_reports_pyg_fidelity_where_the_model_is_covered():
+    run = _run(gnn.LightGCN(U, I, D, 2))
+    rows = deletion_fidelity(run, num_pairs=4, k=5).rows
+    assert all(r.fid_plus is not None and 0.0 <= r.fid_plus <= 1.0 and 0.0 <= r.fid_minus <= 1.0 for r in rows)
+    assert all(r.fid_plus is None for r in deletion_fidelity(run, num_pairs=4, k=5, pyg_fidelity=False).rows)
 
 
 def test_plot_writes_a_png(tmp_path):

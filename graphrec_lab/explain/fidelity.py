@@ -7,7 +7,9 @@ target's rank among the user's candidate items (the original training items stay
 item id first) is recomputed. The rank drop is compared with removing m random interactions and the
 m interactions with the most popular items, m in {1, 3, 5}. The drop of the target's score s(u, i)
 is compared the same way: ranks tie often (a top-10 item seldom moves when a few of a long history
-are removed), scores do not.
+are removed), scores do not. Where the model has a PyG message-passing counterpart, PyG's
+fidelity+/- of the same m interactions is reported too (``explain.pyg_fidelity``: does masking them
+out, or keeping only them, flip the target's place above the first item outside the top-k).
 
 Methods: ``exact`` (the LightGCN-family decomposition), ``gnnexplainer``, ``captum_ig``, ``saliency``
 (``explain.pyg``; edge masks summed over both directions); baselines ``random`` and ``popular``.
@@ -28,6 +30,7 @@ from torch import Tensor
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.explain.exact import decompose
 from graphrec_lab.explain.pyg import METHODS, explain_pair, supports
+from graphrec_lab.explain.pyg_fidelity import TopKFidelity
 from graphrec_lab.inference.foldin import is_linear_propagation
 from graphrec_lab.inference.recommend import recommend
 from graphrec_lab.inference.run import InferenceError, LoadedRun
@@ -48,6 +51,8 @@ class FidelityRow:
     seconds_per_explanation: float
     mean_score_drop: float = 0.0  # mean of s(u, i) before minus after the removal
     score_beats_both: float = 0.0  # share of pairs whose score drop exceeds both baselines' (no ties at 0)
+    fid_plus: float | None = None  # PyG fidelity+ (mean over pairs); None where the model has no PyG counterpart
+    fid_minus: float | None = None  # PyG fidelity-
 
 
 @dataclass
@@ -61,13 +66,19 @@ class FidelityResult:
     def format(self) -> str:
         lines = [
             f"deletion fidelity: {self.model} on {self.dataset} ({self.rows[0].pairs if self.rows else 0} (user, top-{self.k} item) pairs)",
-            "| method | m | mean rank drop | median | > random | > popular | > both | mean score drop | score drop > both | s / explanation |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| method | m | mean rank drop | median | > random | > popular | > both | mean score drop | score drop > both "
+            "| PyG fid+ | PyG fid- | s / explanation |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+
+        def opt(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.2f}"
+
         for r in self.rows:
             lines.append(
                 f"| {r.method} | {r.m} | {r.mean_drop:.1f} | {r.median_drop:.1f} | {r.beats_random:.2f} | {r.beats_popular:.2f} | "
-                f"{r.beats_both:.2f} | {r.mean_score_drop:.4f} | {r.score_beats_both:.2f} | {r.seconds_per_explanation:.3f} |"
+                f"{r.beats_both:.2f} | {r.mean_score_drop:.4f} | {r.score_beats_both:.2f} | {opt(r.fid_plus)} | {opt(r.fid_minus)} | "
+                f"{r.seconds_per_explanation:.3f} |"
             )
         return "\n".join(lines)
 
@@ -135,8 +146,10 @@ def deletion_fidelity(
     k: int = 10,
     seed: int = 0,
     epochs: int = 100,
+    pyg_fidelity: bool = True,
 ) -> FidelityResult:
-    """The deletion-fidelity table (module docstring) over ``num_pairs`` sampled users."""
+    """The deletion-fidelity table (module docstring) over ``num_pairs`` sampled users; ``pyg_fidelity``:
+    also PyG's fidelity+/- where the model is covered by ``explain.pyg``."""
     if methods is None:
         methods = ["exact"] if is_linear_propagation(run.model) else ["gnnexplainer", "captum_ig"]
     unknown = sorted(set(methods) - {"exact", *METHODS})
@@ -152,13 +165,16 @@ def deletion_fidelity(
     users = eligible[torch.randperm(eligible.numel(), generator=gen)[:num_pairs]].sort().values
     popularity = run.train_graph.item_degree
     user_emb, item_emb = run.embeddings()
+    pyg_fidelity = pyg_fidelity and supports(run.model)
 
     drops: dict[tuple[str, int], list[int]] = {}
     score_drops: dict[tuple[str, int], list[float]] = {}
+    fids: dict[tuple[str, int], list[tuple[float, float]]] = {}
     seconds: dict[str, float] = {m: 0.0 for m in methods}
     for u in users.tolist():
-        recs = recommend(run, [run.user_ids[u]], k=k)[0]
-        target = run._item_index[recs[int(torch.randint(len(recs), (1,), generator=gen))].item]
+        recs = recommend(run, [run.user_ids[u]], k=k + 1)[0]  # the (k+1)-th: the competitor of PyG fidelity
+        target = run._item_index[recs[int(torch.randint(min(k, len(recs)), (1,), generator=gen))].item]
+        pyg = TopKFidelity(run, u, target, run._item_index[recs[k].item]) if pyg_fidelity and len(recs) > k else None
         history = run.train_items(u)
         base_scores = item_emb @ user_emb[u]
         base = rank_of(base_scores, target, history)
@@ -176,6 +192,8 @@ def deletion_fidelity(
                 scores = _scores_without(run, u, order[:m])
                 drops.setdefault((name, m), []).append(rank_of(scores, target, history) - base)
                 score_drops.setdefault((name, m), []).append(float(base_scores[target] - scores[target]))
+                if pyg is not None:
+                    fids.setdefault((name, m), []).append(pyg(order[:m]))
 
     rows = []
     for name in [*methods, *BASELINES]:
@@ -183,11 +201,13 @@ def deletion_fidelity(
             d = drops[(name, m)]
             rnd, pop = drops[("random", m)], drops[("popular", m)]
             sd, srnd, spop = score_drops[(name, m)], score_drops[("random", m)], score_drops[("popular", m)]
+            fid = fids.get((name, m))
             rows.append(FidelityRow(
                 name, m, len(d), float(mean(d)), float(median(d)),
                 float(mean(a > b for a, b in zip(d, rnd))), float(mean(a > b for a, b in zip(d, pop))),
                 float(mean(a > b and a > c for a, b, c in zip(d, rnd, pop))),
                 seconds.get(name, 0.0) / max(1, len(users)),
                 float(mean(sd)), float(mean(a > b and a > c for a, b, c in zip(sd, srnd, spop))),
+                float(mean(f[0] for f in fid)) if fid else None, float(mean(f[1] for f in fid)) if fid else None,
             ))  # fmt: skip
     return FidelityResult(run.model_name, run.data.name, str(run.run_dir), k, rows)

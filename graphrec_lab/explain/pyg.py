@@ -95,13 +95,27 @@ class PairScorer(nn.Module):
         self.model = model
         self._layer = layer
 
-    def forward(self, x: Tensor, edge_index: Tensor, pair: Tensor) -> Tensor:
+    def nodes(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        """The model's final node representations [n, D'] over the (sub)graph."""
         layers = [x]
         for k in range(self.model.num_layers):
             x = self._layer(k, x, edge_index)
             layers.append(x)
-        out = self.model.readout(layers)
+        return self.model.readout(layers)
+
+    def forward(self, x: Tensor, edge_index: Tensor, pair: Tensor) -> Tensor:
+        out = self.nodes(x, edge_index)
         return (out[pair[0]] * out[pair[1]]).sum().view(1)
+
+
+class MarginScorer(PairScorer):
+    """s(u, i) - s(u, j) for local ids ``pair = (u, i, j)`` [3]: positive while the target i still ranks
+    above the competitor j. Read as a binary classifier's logit, it lets PyG's fidelity+/- (defined
+    for classifiers, not for a regression score) ask whether a mask changes the ranking decision."""
+
+    def forward(self, x: Tensor, edge_index: Tensor, pair: Tensor) -> Tensor:
+        out = self.nodes(x, edge_index)
+        return ((out[pair[1]] - out[pair[2]]) * out[pair[0]]).sum().view(1)
 
 
 @dataclass
@@ -142,13 +156,14 @@ class GraphExplanation:
         return "\n".join(lines)
 
 
-def computation_subgraph(run: LoadedRun, user: int, item: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(node ids [n] of the subgraph, its edge_index [2, E] in local ids, the pair [2] in local ids)."""
+def computation_subgraph(run: LoadedRun, user: int, *items: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(node ids [n] of the subgraph, its edge_index [2, E] in local ids, the user and items [1 + len(items)]
+    in local ids): every node within K + 1 hops of the user and the items (dense ids)."""
     from torch_geometric.utils import k_hop_subgraph
 
     graph = run.train_graph
     n_u = run.model.num_users
-    seeds = torch.tensor([user, n_u + item])
+    seeds = torch.tensor([user, *(n_u + i for i in items)])
     subset, edge_index, mapping, _ = k_hop_subgraph(
         seeds, run.model.num_layers + 1, graph.edge_index, relabel_nodes=True, num_nodes=graph.num_nodes
     )
@@ -194,11 +209,11 @@ def explain_pair(run: LoadedRun, user: str, item: str, method: str = "gnnexplain
         model_config={"mode": "regression", "task_level": "graph", "return_type": "raw"},
     )
     t0 = time.perf_counter()
-    _reset_masks(scorer)
+    reset_masks(scorer)
     try:
         explanation = explainer(x.detach(), edge_index, pair=pair)
     finally:
-        _reset_masks(scorer)
+        reset_masks(scorer)
     seconds = time.perf_counter() - t0
     mask = explanation.edge_mask.detach().double()
     extra = {}
@@ -229,7 +244,7 @@ def gat_attention(run: LoadedRun, model, x: Tensor, subset: Tensor, edge_index: 
     return out
 
 
-def _reset_masks(module: nn.Module) -> None:
+def reset_masks(module: nn.Module) -> None:
     """Drop explanation masks from every message-passing layer. GNNExplainer's mask is a Parameter, so
     PyG's ``clear_masks`` leaves a ``_edge_mask`` slot among the layer's parameters, and the next
     explainer's plain-tensor mask would then not be used by the layer."""

@@ -2,7 +2,8 @@
 
 For every run of ``study.yaml`` found in the study's result store, ``deletion_fidelity`` samples
 (user, top-10 item) pairs and compares removing the m most attributed training interactions with
-removing m random ones and the m most popular ones (``graphrec_lab/explain/fidelity.py``). LightGCN
+removing m random ones and the m most popular ones (``graphrec_lab/explain/fidelity.py``), and PyG's
+fidelity+/- of the same interactions for the top-10 decision (``graphrec_lab/explain/pyg_fidelity.py``). LightGCN
 is explained by the exact decomposition, GAT by GNNExplainer and Captum Integrated Gradients. The
 rows of every run go to ``fidelity_records.jsonl`` (committed); the table (``results.md``) is the
 mean and standard deviation over seeds.
@@ -69,14 +70,15 @@ def table() -> str:
     for r in rows:
         groups[(r["cell"], r["method"], r["m"])].append(r)
     out = ["| cell | method | m | seeds | pairs / seed | mean rank drop | rank drop > random | > popular | > both | "
-           "mean score drop | score drop > both | s / explanation |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+           "mean score drop | score drop > both | PyG fid+ | PyG fid- | s / explanation |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for (cell, method, m), g in groups.items():
         def ms(key: str, digits: int = 2) -> str:
             v = [x[key] for x in g]
             return f"{mean(v):.{digits}f} ± {pstdev(v):.{digits}f}"
         out.append(f"| {cell} | {method} | {m} | {len(g)} | {g[0]['pairs']} | {ms('mean_drop', 1)} | {ms('beats_random')} | "
                    f"{ms('beats_popular')} | {ms('beats_both')} | {ms('mean_score_drop', 4)} | {ms('score_beats_both')} | "
+                   f"{ms('fid_plus')} | {ms('fid_minus')} | "
                    f"{mean(x['seconds_per_explanation'] for x in g):.3f} |")
     return "\n".join(out)
 
