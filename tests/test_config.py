@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
@@ -20,11 +21,15 @@ GROUP_OPTIONS = {
 }
 
 
+NEEDS_TEXT = {"unisrec"}  # item text features are part of the model (text=frozen supplies them)
+
+
 @pytest.mark.parametrize("option", GROUP_OPTIONS["model"])
 def test_every_model_config_instantiates(option):
     cfg = compose([f"model={option}"])
     validate_config(cfg)
-    model = instantiate(cfg.model, num_users=5, num_items=7)
+    text = {"item_features": torch.randn(7, 4)} if option in NEEDS_TEXT else {}
+    model = instantiate(cfg.model, num_users=5, num_items=7, **text)
     assert model.num_users == 5 and model.num_items == 7
 
 

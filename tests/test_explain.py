@@ -234,7 +234,8 @@ def test_deletion_fidelity_reports_pyg_fidelity_where_the_model_is_covered():
     run = _run(gnn.LightGCN(U, I, D, 2))
     rows = deletion_fidelity(run, num_pairs=4, k=5).rows
     assert all(r.fid_plus is not None and 0.0 <= r.fid_plus <= 1.0 and 0.0 <= r.fid_minus <= 1.0 for r in rows)
-    assert all(r.fid_plus is None for r in deletion_fidelity(run, num_pairs=4, k=5, pyg_fidelity=False).rows)
+    assert all(r.fid_pairs == 4 for r in rows)
+    assert all(r.fid_plus is None and r.fid_pairs == 0 for r in deletion_fidelity(run, num_pairs=4, k=5, pyg_pairs=0).rows)
 
 
 def test_plot_writes_a_png(tmp_path):

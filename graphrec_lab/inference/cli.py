@@ -114,6 +114,7 @@ def explain_main(args: list[str]) -> None:
                         "history items' texts, as an HTML page here")
     parser.add_argument("--evaluate", action="store_true", help="deletion fidelity over sampled (user, top-k item) pairs")
     parser.add_argument("--pairs", type=int, default=50, help="--evaluate: sampled users (one top-k item each)")
+    parser.add_argument("--pyg-pairs", type=int, default=20, help="--evaluate: PyG fidelity+/- over the first N pairs (0: none)")
     parser.add_argument("--methods", nargs="+", help="--evaluate: attribution methods (default: exact where it applies, "
                         "else gnnexplainer and captum_ig)")
     parser.add_argument("--seed", type=int, default=0)
@@ -123,7 +124,7 @@ def explain_main(args: list[str]) -> None:
     if ns.evaluate:
         from graphrec_lab.explain.fidelity import deletion_fidelity, write_fidelity
 
-        result = deletion_fidelity(run, num_pairs=ns.pairs, methods=ns.methods, seed=ns.seed, epochs=ns.epochs)
+        result = deletion_fidelity(run, num_pairs=ns.pairs, methods=ns.methods, seed=ns.seed, epochs=ns.epochs, pyg_pairs=ns.pyg_pairs)
         print(result.format())
         if ns.out:
             print(f"written to {write_fidelity(result, ns.out)}", file=sys.stderr)

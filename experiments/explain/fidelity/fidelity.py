@@ -40,7 +40,7 @@ def study_runs(store: Path) -> list[dict]:
     return runs
 
 
-def measure(store: Path, epochs: int) -> None:
+def measure(store: Path, epochs: int, pyg_pairs: int, cells: list[str] | None) -> None:
     from graphrec_lab.explain.fidelity import deletion_fidelity
     from graphrec_lab.inference import load_run
 
@@ -49,11 +49,12 @@ def measure(store: Path, epochs: int) -> None:
         done = {(r["cell"], r["seed"]) for r in map(json.loads, RECORDS.read_text().splitlines())}
     for rec in study_runs(store):
         cell = rec["name"].split("-", 1)[1]  # <study>-<cell id>
-        if (cell, rec["seed"]) in done:
+        if (cell, rec["seed"]) in done or (cells and cell not in cells):
             continue
         family = cell.rsplit("-", 1)[1]
         run = load_run(rec["paths"]["run_dir"])
-        result = deletion_fidelity(run, num_pairs=PAIRS[family], methods=METHODS[family], k=10, seed=rec["seed"], epochs=epochs)
+        result = deletion_fidelity(run, num_pairs=PAIRS[family], methods=METHODS[family], k=10, seed=rec["seed"], epochs=epochs,
+                                   pyg_pairs=pyg_pairs)
         print(result.format(), flush=True)
         stamp = {"cell": cell, "seed": rec["seed"], "dataset": result.dataset, "model": result.model,
                  "test/ndcg@20": rec["metrics"].get("test/ndcg@20"), "git_commit": rec.get("git_commit"),
@@ -69,14 +70,14 @@ def table() -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["cell"], r["method"], r["m"])].append(r)
-    out = ["| cell | method | m | seeds | pairs / seed | mean rank drop | rank drop > random | > popular | > both | "
+    out = ["| cell | method | m | seeds | pairs / seed (PyG) | mean rank drop | rank drop > random | > popular | > both | "
            "mean score drop | score drop > both | PyG fid+ | PyG fid- | s / explanation |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for (cell, method, m), g in groups.items():
         def ms(key: str, digits: int = 2) -> str:
-            v = [x[key] for x in g]
-            return f"{mean(v):.{digits}f} ± {pstdev(v):.{digits}f}"
-        out.append(f"| {cell} | {method} | {m} | {len(g)} | {g[0]['pairs']} | {ms('mean_drop', 1)} | {ms('beats_random')} | "
+            v = [x[key] for x in g if x.get(key) is not None]
+            return f"{mean(v):.{digits}f} ± {pstdev(v):.{digits}f}" if v else "n/a"
+        out.append(f"| {cell} | {method} | {m} | {len(g)} | {g[0]['pairs']} ({g[0].get('fid_pairs', 0)}) | {ms('mean_drop', 1)} | {ms('beats_random')} | "
                    f"{ms('beats_popular')} | {ms('beats_both')} | {ms('mean_score_drop', 4)} | {ms('score_beats_both')} | "
                    f"{ms('fid_plus')} | {ms('fid_minus')} | "
                    f"{mean(x['seconds_per_explanation'] for x in g):.3f} |")
@@ -87,10 +88,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", type=Path, default=HERE / "outputs" / "results.jsonl")
     p.add_argument("--epochs", type=int, default=100, help="GNNExplainer's optimisation epochs")
+    p.add_argument("--pyg-pairs", type=int, default=20, help="PyG fidelity+/- over the first N pairs of each run")
+    p.add_argument("--cells", nargs="*", help="measure only these cells (default: all not yet measured)")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
     if not args.report_only:
-        measure(args.store, args.epochs)
+        measure(args.store, args.epochs, args.pyg_pairs, args.cells)
     text = table()
     (HERE / "results.md").write_text(text + "\n")
     print(text)

@@ -12,11 +12,17 @@ from graphrec_lab.models.sequential.base import SequentialBase
 
 
 class SASRec(SequentialBase):
+    """``max_length``: the DataModule's (``${data.max_length}``); ``num_users`` is accepted for
+    ``run_experiment``'s interface; ``item_features`` ... ``adaptor_dropout``: the text options of
+    ``SequentialBase``. Positions count back from the last item (the last item of every history sits
+    at ``max_length - 1``), so a history's state does not depend on how much it was padded."""
+
     def __init__(
         self, num_items: int, dim: int = 64, max_length: int = 50, num_layers: int = 2,
-        num_heads: int = 2, dropout: float = 0.2,
+        num_heads: int = 2, dropout: float = 0.2, num_users: int | None = None, item_features: torch.Tensor | None = None, feature_mode: str = "id", experts: int = 8, adaptor_dropout: float = 0.2,
     ) -> None:
-        super().__init__(num_items, dim)
+        super().__init__(num_items, dim, num_users=num_users, item_features=item_features, feature_mode=feature_mode, experts=experts, adaptor_dropout=adaptor_dropout)
+        self.max_length = max_length
         self.position = nn.Embedding(max_length, dim)
         layer = nn.TransformerEncoderLayer(
             dim, num_heads, dim_feedforward=dim * 4, dropout=dropout, activation="gelu",
@@ -29,7 +35,9 @@ class SASRec(SequentialBase):
     def encode(self, embedded: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[B, L, D]`` input embeddings of ``[B, L]`` items → ``[B, D]`` state at the last position."""
         length = items.shape[1]
-        pos = self.position(torch.arange(length, device=items.device)).unsqueeze(0)
+        if length > self.max_length:
+            raise ValueError(f"history of {length} items > max_length={self.max_length}")
+        pos = self.position(torch.arange(self.max_length - length, self.max_length, device=items.device)).unsqueeze(0)
         h = self.dropout(self.norm(embedded + pos))
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=items.device), 1)
         # Right-aligned padding: the last position is always a real item, so no row is fully masked.
@@ -37,4 +45,4 @@ class SASRec(SequentialBase):
         return h[:, -1]
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        return self.encode(self.item_embedding(items), items)
+        return self.encode(self.embed(items), items)

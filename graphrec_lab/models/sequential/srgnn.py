@@ -10,8 +10,12 @@ from graphrec_lab.models.sequential.base import SequentialBase
 
 
 class SRGNN(SequentialBase):
-    def __init__(self, num_items: int, dim: int = 64, steps: int = 1) -> None:
-        super().__init__(num_items, dim)
+    """``steps``: gated GNN iterations; ``num_users`` is accepted for ``run_experiment``'s interface;
+    ``item_features`` ... ``adaptor_dropout``: the text options of ``SequentialBase``."""
+
+    def __init__(self, num_items: int, dim: int = 64, steps: int = 1, num_users: int | None = None,
+                 item_features: torch.Tensor | None = None, feature_mode: str = "id", experts: int = 8, adaptor_dropout: float = 0.2) -> None:
+        super().__init__(num_items, dim, num_users=num_users, item_features=item_features, feature_mode=feature_mode, experts=experts, adaptor_dropout=adaptor_dropout)
         self.steps = steps
         self.edge_in = nn.Linear(dim, dim)
         self.edge_out = nn.Linear(dim, dim)
@@ -24,7 +28,7 @@ class SRGNN(SequentialBase):
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """``[B, L]`` 1-based items (0 pads) → ``[B, D]`` session state."""
         g = session_graphs(items)
-        h = self.item_embedding(g.nodes)  # [B, N, D]
+        h = self.embed(g.nodes)  # [B, N, D]
         b, n, d = h.shape
         for _ in range(self.steps):
             msg = torch.cat([g.adj_in @ self.edge_in(h), g.adj_out @ self.edge_out(h)], dim=-1)

@@ -1,0 +1,148 @@
+"""task=sequential: the DataModule's splits never leak a later item, states and metrics do not depend on
+padding or batch size, the UniSRec release's sequences are read as released, and run_experiment trains
+every sequential model (text ones through text=frozen)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from graphrec_lab.data.sequence_datamodule import SequentialDataModule
+from graphrec_lab.data.sequential import pad_sequences
+from graphrec_lab.evaluation.evaluator import FullRankingEvaluator
+from graphrec_lab.models.sequential import GRU4Rec, SASRec, SRGNN
+from tests.data.test_ecommerce import write_release
+
+SYNTH = {"num_users": 40, "num_items": 30, "interactions_per_user": 9}
+MODELS = {
+    "gru4rec": lambda: GRU4Rec(30, dim=8, dropout=0.0),
+    "sasrec": lambda: SASRec(30, dim=8, max_length=12, num_layers=1, dropout=0.0),
+    "srgnn": lambda: SRGNN(30, dim=8),
+    "sasrec-text-features": lambda: SASRec(30, dim=8, max_length=12, num_layers=1, dropout=0.0,
+                                           item_features=torch.randn(30, 6), feature_mode="features", adaptor_dropout=0.0),
+    "gru4rec-text-sum": lambda: GRU4Rec(30, dim=8, dropout=0.0, item_features=torch.randn(30, 6), feature_mode="sum",
+                                        adaptor_dropout=0.0),
+}
+
+
+def _dm(**kw) -> SequentialDataModule:
+    args = {"dataset": "synthetic", "synthetic": SYNTH, "max_length": 12, "train_batch_size": 16, "eval_batch_size": 16} | kw
+    dm = SequentialDataModule(**args)
+    dm.setup()
+    return dm
+
+
+def test_training_samples_are_prefixes_and_held_out_items_come_last_in_time():
+    dm = _dm(max_length=4)
+    raw = dm._raw
+    when = {(int(u), int(i)): int(t) for u, i, t in zip(raw.user, raw.item, raw.timestamp)}
+    rows = dm._rows["train"]
+    expected = []
+    for user, (seq, valid, test) in dm.sequences().items():
+        times = [when[(user, i)] for i in seq]
+        assert times == sorted(times) and times[-1] < when[(user, valid)] < when[(user, test)]
+        expected += [(user, seq[max(0, t - 4):t], seq[t]) for t in range(1, len(seq))]
+    got = [(int(u), [i - 1 for i in h.tolist() if i > 0], int(y)) for u, h, y in zip(rows.users, rows.history, rows.target)]
+    assert got == expected  # each sample: the latest <= 4 items before its target, nothing later
+    val, test = dm._rows["val"], dm._rows["test"]
+    for k, user in enumerate(val.users.tolist()):
+        seq, valid, _ = dm.sequences()[user]
+        assert [i - 1 for i in val.history[k].tolist() if i > 0] == seq[-4:]
+        assert [i - 1 for i in test.history[k].tolist() if i > 0] == (seq + [valid])[-4:]
+
+
+def test_exclude_history_masks_the_known_items():
+    batch = next(iter(_dm(exclude_history=True).test_dataloader()))
+    dm = _dm(exclude_history=True)
+    for row, user in enumerate(batch.users.tolist()[:5]):
+        seq, valid, _ = dm.sequences()[user]
+        assert set(batch.exclude[1][batch.exclude[0] == row].tolist()) == set(seq) | {valid}
+    assert next(iter(_dm().test_dataloader())).exclude.numel() == 0
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_states_do_not_depend_on_padding(name):
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    seqs = [[3, 5, 7], [1], [2, 2, 9, 4, 4, 8]]
+    with torch.no_grad():
+        tight = model(pad_sequences(seqs, 6))
+        loose = model(pad_sequences(seqs, 12))
+    torch.testing.assert_close(tight, loose)
+
+
+@pytest.mark.parametrize("name", ["gru4rec", "sasrec", "srgnn"])
+def test_metrics_do_not_depend_on_the_evaluation_batch_size(name):
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    results = []
+    for batch_size in (3, 1000):
+        evaluator = FullRankingEvaluator(30, (5, 10), ("recall", "ndcg"))
+        for batch in _dm(eval_batch_size=batch_size).test_dataloader():
+            with torch.no_grad():
+                evaluator.update(model.full_scores(batch.history), batch.eval_batch())
+        results.append(evaluator.compute())
+    assert results[0] == pytest.approx(results[1], abs=1e-12)
+
+
+def test_the_unisrec_release_is_read_as_released(tmp_path):
+    rng = random.Random(0)
+    sequences = {u: [rng.randrange(25) for _ in range(rng.randint(3, 70))] for u in range(30)}
+    write_release(tmp_path / "Gen", "Gen", sequences, 25)
+    dm = SequentialDataModule(dataset="unisrec:Gen", data_dir=str(tmp_path), max_length=50)
+    assert dm.sequences() == {u: (s[:-2], s[-2], s[-1]) for u, s in sequences.items()}  # repeats kept
+    assert len(dm._rows["train"]) == sum(len(s) - 3 for s in sequences.values())
+    assert len(dm.item_texts()) == 25 and dm.item_texts()[3].startswith("Item 3")
+
+
+def test_data_without_timestamps_is_refused(tmp_path):
+    folder = tmp_path / "notime"
+    folder.mkdir()
+    (folder / "notime.inter").write_text("user_id:token\titem_id:token\n" + "".join(f"u{u}\ti{i}\n" for u in range(5) for i in range(4)))
+    with pytest.raises(ValueError, match="no timestamps"):
+        SequentialDataModule(dataset="recbole:notime", data_dir=str(tmp_path)).setup()
+
+
+@pytest.mark.parametrize("model", ["gru4rec", "sasrec", "srgnn"])
+def test_run_experiment_trains_each_sequential_model(tmp_path, model):
+    from graphrec_lab.config import compose
+    from graphrec_lab.experiment import run_experiment
+
+    cfg = compose([
+        f"paths.root={tmp_path}", "data=sequential_synthetic", "task=sequential", f"model={model}",
+        "optimized_metric=val/ndcg@10", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
+        "trainer.accelerator=cpu", "logger=csv", "data.synthetic.num_users=60", "data.synthetic.num_items=40", "model.dim=8",
+    ])  # fmt: skip
+    metrics = run_experiment(cfg)
+    assert {"test/recall@10", "test/ndcg@50", "val/ndcg@10"} <= set(metrics)
+    assert metrics["test/num_users"] == 60
+    record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
+    ckpt = torch.load(Path(record["paths"]["run_dir"]) / "checkpoints" / "best.ckpt", weights_only=True)
+    assert any("config" in v for v in ckpt.values() if isinstance(v, dict))
+
+
+def test_run_experiment_trains_the_text_model(tmp_path, tiny_encoder_dir):
+    from graphrec_lab.config import compose
+    from graphrec_lab.experiment import run_experiment
+
+    cfg = compose([
+        f"paths.root={tmp_path}", "data=sequential_synthetic", "task=sequential", "model=unisrec", "text=frozen",
+        f"text.encoder.model_name_or_path={tiny_encoder_dir}", "text.encoder.max_length=16", "text.cache_dir=none",
+        "optimized_metric=val/ndcg@10", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
+        "trainer.accelerator=cpu", "logger=csv", "data.synthetic.num_users=40", "data.synthetic.num_items=30", "model.dim=8",
+    ])  # fmt: skip
+    assert run_experiment(cfg)["test/num_users"] == 40
+
+
+def test_a_zoo_model_under_the_sequential_task_is_named(tmp_path):
+    from graphrec_lab.config import ConfigError, compose
+    from graphrec_lab.experiment import run_experiment
+
+    cfg = compose([f"paths.root={tmp_path}", "data=sequential_synthetic", "task=sequential", "model=lightgcn",
+                   "optimized_metric=val/ndcg@10", "trainer.accelerator=cpu", "logger=csv"])  # fmt: skip
+    with pytest.raises(ConfigError, match="task=sequential needs a sequential model"):
+        run_experiment(cfg)
