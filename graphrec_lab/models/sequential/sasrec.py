@@ -23,6 +23,7 @@ class SASRec(SequentialBase):
     ) -> None:
         super().__init__(num_items, dim, num_users=num_users, item_features=item_features, feature_mode=feature_mode, experts=experts, adaptor_dropout=adaptor_dropout)
         self.max_length = max_length
+        self.num_heads = num_heads
         self.position = nn.Embedding(max_length, dim)
         layer = nn.TransformerEncoderLayer(
             dim, num_heads, dim_feedforward=dim * 4, dropout=dropout, activation="gelu",
@@ -40,8 +41,11 @@ class SASRec(SequentialBase):
         pos = self.position(torch.arange(self.max_length - length, self.max_length, device=items.device)).unsqueeze(0)
         h = self.dropout(self.norm(embedded + pos))
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=items.device), 1)
-        # Right-aligned padding: the last position is always a real item, so no row is fully masked.
-        h = self.encoder(h, mask=causal, src_key_padding_mask=items.eq(0))
+        blocked = causal.unsqueeze(0) | items.eq(0).unsqueeze(1)  # [B, L, L]: query q must not see key k
+        # Every position may see itself: a padding query would otherwise have no key at all, its
+        # softmax would be NaN, and in the next layer 0 * NaN reaches the real positions too.
+        blocked &= ~torch.eye(length, dtype=torch.bool, device=items.device).unsqueeze(0)
+        h = self.encoder(h, mask=blocked.repeat_interleave(self.num_heads, dim=0))
         return h[:, -1]
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
