@@ -32,6 +32,22 @@ class SASRec(SequentialBase):
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """RecBole's and the SASRec authors' scheme: every weight N(0, 0.02), biases 0. torch's default
+        N(0, 1) position table would be ~50x the item embeddings (N(0, 0.02)), drowning out which items
+        the history holds after the input LayerNorm; the model then learns little beyond popularity."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.MultiheadAttention):
+                nn.init.normal_(module.in_proj_weight, std=0.02)
+                nn.init.zeros_(module.in_proj_bias)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()  # the padding row
 
     def encode(self, embedded: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[B, L, D]`` input embeddings of ``[B, L]`` items → ``[B, D]`` state at the last position."""
