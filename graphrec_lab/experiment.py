@@ -35,6 +35,7 @@ from graphrec_lab.tracking.wandb_dashboard import finish_wandb_run
 from graphrec_lab.training.callbacks import AdaptiveThreads, EpochTimer, progress_bar_callbacks, progress_bar_enabled
 from graphrec_lab.training.checkpoint import check_checkpoint
 from graphrec_lab.training.threads import ThreadGovernor, apply_thread_policy, local_ranks
+from graphrec_lab.training.warm_start import warm_start
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,12 @@ def _run(
         check_checkpoint(str(cfg.ckpt_path), resolved, task.state_dict(), sizes)
     if started is not None:
         started.update(name=name, run_dir=str(run_dir))
+    warm: dict[str, Any] | None = None
+    if cfg.get("init_from"):
+        if cfg.get("ckpt_path"):
+            raise ConfigError("init_from and ckpt_path: give one (ckpt_path resumes this run's own checkpoint)")
+        warm = warm_start(model, str(cfg.init_from)).summary()
+        log.info("init_from %s: %d parameters loaded, fresh: %s", warm["checkpoint"], warm["loaded"], warm["fresh"])
     if model.trainable and cfg.fit:
         # ckpt_path with fit=true resumes training from that checkpoint (optimizer and epoch included).
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
@@ -207,6 +214,7 @@ def _run(
         "torch_threads": torch.get_num_threads(),  # the thread policy's choice (graphrec_lab/training/threads.py)
         **_thread_changes(callbacks),
         "strategy": type(trainer.strategy).__name__,
+        **({"init_from": warm} if warm is not None else {}),
     }
     store_error: ResultStoreError | None = None
     if trainer.is_global_zero:

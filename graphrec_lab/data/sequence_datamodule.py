@@ -5,7 +5,11 @@ Sequences come from
   leave-one-out targets, repeats kept, exactly as UniSRec/RecBole read them;
 - any other source with timestamps (``ml-100k``, ``recbole:<name>`` with a time field, ``synthetic``):
   interactions ordered by time (ties keep file order), then leave-one-out by time
-  (``data.sequential.leave_one_out``: last item test, second-last validation).
+  (``data.sequential.leave_one_out``: last item test, second-last validation);
+- ``synthetic_domain``: one domain of the transfer generator (``data.synthetic_domains``).
+
+``train_user_fraction < 1`` keeps the training samples of a seeded share of the users only (the
+few-shot setting of the transfer protocol); every user is still evaluated.
 
 Training samples are every prefix of a user's training sequence and the item that follows it (the
 RecBole/UniSRec augmentation), so no sample ever sees an item later than its target. Validation
@@ -35,6 +39,7 @@ from graphrec_lab.data.sequential import leave_one_out, pad_sequences, user_sequ
 from graphrec_lab.data.sources import resolve_source
 from graphrec_lab.data.sources.unisrec import read_unisrec, read_unisrec_sequences
 from graphrec_lab.data.synthetic import generate_synthetic
+from graphrec_lab.data.synthetic_domains import generate_domain
 from graphrec_lab.data.train_graph import TrainGraph
 
 
@@ -119,7 +124,9 @@ class SequentialDataModule(pl.LightningDataModule):
         min_length: users with fewer interactions are left out (timestamped sources; at least 3).
         exclude_history: mask each user's known items out of the ranking (module docstring).
         reader: keyword arguments for the dataset's reader (e.g. ``text_fields`` of the UniSRec release).
-        synthetic: keyword arguments of ``generate_synthetic`` for ``dataset=synthetic``.
+        synthetic: keyword arguments of ``generate_synthetic`` (``dataset=synthetic``) or of
+            ``generate_domain`` (``dataset=synthetic_domain``).
+        train_user_fraction: share of users whose training samples are kept (seeded by ``split_seed``).
         train_batch_size, eval_batch_size: samples per batch.
         sampler_seed: seed of the training shuffle.
         length_batches: training batches of similar history length (``LengthBatches``); false: uniform shuffle.
@@ -139,10 +146,16 @@ class SequentialDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1024,
         sampler_seed: int = 0,
         length_batches: bool = True,
+        train_user_fraction: float = 1.0,
+        split_seed: int = 0,
     ) -> None:
         super().__init__()
         if max_length < 1:
             raise ValueError(f"data.max_length={max_length}: must be positive")
+        if not 0.0 < train_user_fraction <= 1.0:
+            raise ValueError(f"data.train_user_fraction={train_user_fraction}: must be in (0, 1]")
+        self.train_user_fraction = train_user_fraction
+        self.split_seed = split_seed
         self.dataset = dataset
         self.data_dir = resolve_data_dir(data_dir)
         self.download = download
@@ -164,7 +177,7 @@ class SequentialDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ sequences
     def _unisrec_prefix(self) -> str | None:
-        if self.dataset == "synthetic":
+        if self.dataset in ("synthetic", "synthetic_domain"):
             return None
         reader = resolve_source(self.dataset).reader
         if isinstance(reader, functools.partial) and reader.func is read_unisrec:
@@ -177,6 +190,8 @@ class SequentialDataModule(pl.LightningDataModule):
         prefix = self._unisrec_prefix()
         if self.dataset == "synthetic":
             raw = generate_synthetic(**self.synthetic)
+        elif self.dataset == "synthetic_domain":
+            raw = generate_domain(**self.synthetic)
         else:
             raw = resolve_source(self.dataset).load(self.data_dir, download=self.download, **self.reader_kwargs)
         if prefix is not None:
@@ -196,8 +211,12 @@ class SequentialDataModule(pl.LightningDataModule):
         assert self._split is not None
         train_users, train_hist, train_target = [], [], []
         evals: dict[str, tuple[list[int], list[list[int]], list[int]]] = {"val": ([], [], []), "test": ([], [], [])}
+        users = sorted(self._split)
+        gen = torch.Generator().manual_seed(self.split_seed)
+        keep = int(round(self.train_user_fraction * len(users)))
+        trained = {users[i] for i in torch.randperm(len(users), generator=gen)[:keep].tolist()}
         for user, (seq, valid, test) in self._split.items():
-            for t in range(1, len(seq)):  # every prefix predicts the item after it
+            for t in range(1, len(seq) if user in trained else 0):  # every prefix predicts the item after it
                 train_users.append(user)
                 train_hist.append(seq[max(0, t - self.max_length):t])
                 train_target.append(seq[t])
