@@ -38,3 +38,32 @@ def best_epoch(val_rmse: Sequence[float]) -> int:
     if not val_rmse:
         raise ValueError("no validation RMSE recorded")
     return min(range(len(val_rmse)), key=lambda k: (val_rmse[k], k))
+
+
+class RatingEvaluator(torch.nn.Module):
+    """Accumulates RMSE and MAE over batches (torchmetrics states: summed across DDP ranks).
+
+    ``update(pred [B], target [B])``; ``compute() -> {"rmse": .., "mae": ..}``; ``metric_names`` lists them."""
+
+    metric_names = ("rmse", "mae")
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchmetrics import MeanAbsoluteError, MeanSquaredError
+
+        # float64 states: float32 sums round differently for different batch sizes
+        self.mse = MeanSquaredError().set_dtype(torch.float64)
+        self.mae = MeanAbsoluteError().set_dtype(torch.float64)
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        p, t = _check(pred, target)
+        self.mse.update(p, t)
+        self.mae.update(p, t)
+
+    def compute(self) -> dict[str, float]:
+        return {"rmse": float(torch.sqrt(self.mse.compute())), "mae": float(self.mae.compute())}
+
+    def reset(self) -> None:
+        self.mse.reset()
+        self.mae.reset()

@@ -47,6 +47,8 @@ def rating_adjacencies(
 class GCMC(nn.Module):
     """Rating-level graph convolution encoder, dense layer and basis-shared bilinear decoder."""
 
+    trainable = True  # run_experiment fits it (task=rating)
+
     def __init__(
         self,
         num_users: int,
