@@ -215,6 +215,7 @@ def _run(
         **_thread_changes(callbacks),
         "strategy": type(trainer.strategy).__name__,
         **({"init_from": warm} if warm is not None else {}),
+        **({"side_features": datamodule.feature_report} if getattr(datamodule, "feature_report", None) else {}),
     }
     store_error: ResultStoreError | None = None
     if trainer.is_global_zero:
@@ -265,6 +266,10 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
     model_kwargs: dict[str, Any] = {}
     if text is not None:
         model_kwargs["item_features"] = text.attach(_item_texts(cfg, datamodule))
+    for side, values in (datamodule.side_features() if hasattr(datamodule, "side_features") else {}).items():
+        if f"{side}_features" in model_kwargs:
+            raise ConfigError(f"data.features.{side} and text= both give item features; use one")
+        model_kwargs[f"{side}_features"] = values
     model = instantiate(cfg.model, num_users=graph.num_users, num_items=graph.num_items, **model_kwargs)
     item_groups = datamodule.item_groups() if implements(datamodule, ItemGroupSource) else None
     try:

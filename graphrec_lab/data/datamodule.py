@@ -21,6 +21,7 @@ from graphrec_lab.data.cache import load_or_build
 from graphrec_lab.data.graph import DataValidationError, InteractionGraph
 from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty, cold_item_mask
 from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers, ShardedEvalSampler
+from graphrec_lab.data.side_features import read_ml100k_tables, side_features
 from graphrec_lab.data.sources import DatasetSource, ensure_files, file_sha256, resolve_source
 from graphrec_lab.data.synthetic import generate_synthetic
 from graphrec_lab.data.train_graph import TrainGraph
@@ -69,6 +70,8 @@ class InteractionDataModule(pl.LightningDataModule):
             triples and negatives use is released through an edge-DP mechanism
             (``graphrec_lab.privacy.edge_dp``); evaluation still excludes each user's true training
             items (a measurement of the model, not part of what is released).
+        features: user / item side features per column (``data.side_features``; ml-100k), fitted on
+            the users and items with training interactions only.
     """
 
     # The data modules whose every use of the training edges goes through ``_fit_edges``.
@@ -99,8 +102,11 @@ class InteractionDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         isolated_self_loops: bool = False,
         privacy: dict[str, Any] | None = None,
+        features: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.features = dict(features or {})
+        self.feature_report: dict[str, Any] | None = None
         self.edge_dp = parse_privacy(privacy, default_seed=sampler_seed)
         if self.edge_dp.enabled and type(self).__name__ not in self._EDGE_DP_READY:
             raise ValueError(
@@ -233,6 +239,22 @@ class InteractionDataModule(pl.LightningDataModule):
             return {}
         cold = cold_item_mask(graph)
         return {"cold": cold, "warm": ~cold}
+
+    def side_features(self) -> dict[str, torch.Tensor]:
+        """``{"user": [U, F_u], "item": [I, F_i]}`` for the configured sides (``data.features``); the
+        output column names and the per-column counts of categories unseen in training are kept in
+        ``feature_report``."""
+        if not self.features:
+            return {}
+        if self.dataset != "ml-100k":
+            raise ValueError(f"data.features: dataset {self.dataset!r} has no side-feature tables (supported: ml-100k)")
+        graph = self.load_graph()
+        tables = read_ml100k_tables(self._source().path(self.data_dir))
+        tokens = {"user": list(graph.user_tokens or []), "item": list(graph.item_tokens or [])}
+        train_rows = {"user": graph.train.users.unique().numpy(), "item": graph.train.items.unique().numpy()}
+        built = side_features(self.features, tables, tokens, train_rows)
+        self.feature_report = {side: {"columns": f.names, "unseen": f.unseen} for side, f in built.items()}
+        return {side: f.values for side, f in built.items()}
 
     def skipped_users(self, split: str) -> int:
         """Users with training history but no held-out items in ``split`` (not evaluated)."""

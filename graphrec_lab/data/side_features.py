@@ -1,0 +1,171 @@
+"""User and item side features through a scikit-learn preprocessing pipeline, fitted on training rows.
+
+``data.features`` configures it per side and per column::
+
+    features:
+      user: {age: numeric, gender: onehot, occupation: onehot, zip: {kind: onehot, prefix: 1}}
+      item: {year: numeric, genres: multihot}
+      min_variance: 0.0            # VarianceThreshold after encoding (0: drop constant columns only)
+
+Kinds: ``numeric`` (median imputation, standardisation), ``onehot`` (most-frequent imputation,
+one-hot; categories unseen in the training rows encode as all zeros and are counted), ``ordinal``
+(unseen: -1, counted), ``hashing`` (``n_features`` buckets, no vocabulary), ``multihot`` (a
+``|``-separated set, one column per value seen in training). ``prefix: n`` keeps the first n
+characters of a categorical value (ZIP-code regions).
+
+The pipeline is fitted on the rows of the users / items that have training interactions only, so no
+statistic of a held-out (cold-start) user or item leaks into the features; every row is then
+transformed. Tables come from the dataset's files (``ml-100k``: ``u.user`` age, gender, occupation,
+zip; ``u.item`` year, genres).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # pandas is imported where a table is read or built (it is slow to import)
+    import pandas as pd
+
+KINDS = ("numeric", "onehot", "ordinal", "hashing", "multihot")
+
+
+class FeatureConfigError(ValueError):
+    """A ``data.features`` entry names an unknown column or kind."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    kind: str
+    prefix: int | None = None
+    n_features: int = 16
+
+    @classmethod
+    def parse(cls, side: str, name: str, value: Any, available: list[str]) -> ColumnSpec:
+        key = f"data.features.{side}.{name}"
+        if name not in available:
+            raise FeatureConfigError(f"{key}: unknown column {name!r}; the {side} table has {available}")
+        opts = {"kind": value} if isinstance(value, str) else dict(value or {})
+        kind = opts.pop("kind", None)
+        if kind not in KINDS:
+            raise FeatureConfigError(f"{key}.kind={kind!r}: expected one of {KINDS}")
+        unknown = sorted(set(opts) - {"prefix", "n_features"})
+        if unknown:
+            raise FeatureConfigError(f"{key}: unknown options {unknown} (prefix, n_features)")
+        return cls(name, kind, opts.get("prefix"), int(opts.get("n_features", 16)))
+
+
+@dataclass
+class SideFeatures:
+    """``values`` [N, F] float32 for every row; ``names`` the F output columns; ``unseen`` the count of
+    non-training rows per column whose category the training rows never showed."""
+
+    values: Tensor
+    names: list[str]
+    unseen: dict[str, int] = field(default_factory=dict)
+
+
+def _categorical(frame: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
+    col = frame[spec.name].astype("string")
+    return col.str.slice(0, spec.prefix) if spec.prefix else col
+
+
+def build_features(table: pd.DataFrame, specs: list[ColumnSpec], train_rows: np.ndarray, side: str,
+                   min_variance: float = 0.0) -> SideFeatures:  # fmt: skip
+    """Fit the configured transformers on ``table.iloc[train_rows]`` and transform every row.
+
+    ``table``: one row per dense id (``len(table)`` = number of users or items)."""
+    import pandas as pd
+    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.feature_selection import VarianceThreshold
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import MultiLabelBinarizer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    if len(train_rows) == 0:
+        raise FeatureConfigError(f"data.features.{side}: no {side} has training interactions to fit on")
+    blocks, names, unseen = [], [], {}
+    train_mask = np.zeros(len(table), dtype=bool)
+    train_mask[train_rows] = True
+    for spec in specs:
+        if spec.kind == "numeric":
+            x = pd.to_numeric(table[spec.name], errors="coerce").to_numpy(dtype=float).reshape(-1, 1)
+            imputer = SimpleImputer(strategy="median").fit(x[train_mask])
+            scaler = StandardScaler().fit(imputer.transform(x[train_mask]))
+            blocks.append(scaler.transform(imputer.transform(x)))
+            names.append(spec.name)
+            continue
+        if spec.kind == "multihot":
+            sets = [set() if pd.isna(v) else {s for s in str(v).split("|") if s} for v in table[spec.name]]
+            mlb = MultiLabelBinarizer().fit([sets[i] for i in np.flatnonzero(train_mask)])
+            known = set(mlb.classes_)
+            unseen[spec.name] = int(sum(bool(s - known) for s, t in zip(sets, train_mask) if not t))
+            blocks.append(mlb.transform([s & known for s in sets]).astype(float))
+            names += [f"{spec.name}={c}" for c in mlb.classes_]
+            continue
+        values = _categorical(table, spec).fillna("<missing>").to_numpy(dtype=object).reshape(-1, 1)
+        if spec.kind == "hashing":
+            hasher = FeatureHasher(n_features=spec.n_features, input_type="string", alternate_sign=False)
+            blocks.append(hasher.transform([[str(v)] for v in values[:, 0]]).toarray())
+            names += [f"{spec.name}#{k}" for k in range(spec.n_features)]
+            continue
+        seen = set(values[train_mask, 0])
+        unseen[spec.name] = int(sum(v not in seen for v in values[~train_mask, 0]))
+        if spec.kind == "onehot":
+            enc = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(values[train_mask])
+            blocks.append(enc.transform(values))
+            names += [f"{spec.name}={c}" for c in enc.categories_[0]]
+        else:  # ordinal
+            enc = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1).fit(values[train_mask])
+            blocks.append(enc.transform(values))
+            names.append(spec.name)
+    matrix = np.concatenate(blocks, axis=1)
+    selector = VarianceThreshold(min_variance).fit(matrix[train_mask])
+    keep = selector.get_support()
+    if not keep.any():
+        raise FeatureConfigError(f"data.features.{side}: every column is constant on the training rows (min_variance={min_variance})")
+    return SideFeatures(torch.from_numpy(matrix[:, keep]).float(), [n for n, k in zip(names, keep) if k], unseen)
+
+
+def read_ml100k_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """``u.user`` and ``u.item`` as tables indexed by raw id (strings): user age, gender, occupation,
+    zip; item year, genres (``|``-joined names)."""
+    import pandas as pd
+
+    folder = Path(folder)
+    users = pd.read_csv(folder / "u.user", sep="|", header=None, names=["id", "age", "gender", "occupation", "zip"],
+                        dtype=str, encoding="latin-1")  # fmt: skip
+    genre_names = [line.rpartition("|")[0] for line in (folder / "u.genre").read_text(encoding="latin-1").splitlines() if line]
+    items = pd.read_csv(folder / "u.item", sep="|", header=None, dtype=str, encoding="latin-1",
+                        names=["id", "title", "release_date", "video_date", "url", *genre_names])  # fmt: skip
+    flags = items[genre_names].to_numpy() == "1"
+    table = pd.DataFrame({
+        "id": items["id"], "year": items["release_date"].str[-4:],
+        "genres": ["|".join(g for g, f in zip(genre_names, row) if f) for row in flags],
+    })  # fmt: skip
+    return {"user": users.set_index("id"), "item": table.set_index("id")}
+
+
+def side_features(spec: dict[str, Any], tables: dict[str, pd.DataFrame], tokens: dict[str, list[str]],
+                  train_rows: dict[str, np.ndarray]) -> dict[str, SideFeatures]:  # fmt: skip
+    """The configured sides' features, rows in dense-id order (``tokens[side][dense id]`` = raw id)."""
+    spec = dict(spec or {})
+    min_variance = float(spec.pop("min_variance", 0.0))
+    unknown = sorted(set(spec) - {"user", "item"})
+    if unknown:
+        raise FeatureConfigError(f"data.features: unknown keys {unknown} (user, item, min_variance)")
+    out = {}
+    for side, columns in spec.items():
+        if not columns:
+            continue
+        table = tables[side].reindex(tokens[side])  # ids without a row: all missing
+        specs = [ColumnSpec.parse(side, name, value, list(table.columns)) for name, value in columns.items()]
+        out[side] = build_features(table.reset_index(drop=True), specs, train_rows[side], side, min_variance)
+    return out

@@ -1,0 +1,70 @@
+"""Side features: fitted on training rows only (a leaking fit would fail here), unseen categories
+encoded as zeros and counted, bad columns and kinds named, and an ml-100k run with user and item
+features that records what it built."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graphrec_lab.data.side_features import ColumnSpec, FeatureConfigError, build_features, side_features
+from tests.conftest import real_data_dir
+
+TABLE = pd.DataFrame({
+    "age": [20, 30, 40, 50, 1000, 2000],            # rows 4, 5 are held out (cold) with extreme values
+    "job": ["a", "b", "a", "b", "c", None],          # 'c' and a missing value only outside training
+    "tags": ["x|y", "y", "x", "", "z|x", "y"],
+})  # fmt: skip
+TRAIN = np.array([0, 1, 2, 3])
+
+
+def test_statistics_come_from_the_training_rows_only():
+    out = build_features(TABLE, [ColumnSpec("age", "numeric")], TRAIN, "user")
+    train = out.values[:4, 0].double()
+    assert abs(float(train.mean())) < 1e-6 and abs(float(train.std(unbiased=False)) - 1) < 1e-5
+    assert float(out.values[5, 0]) > 50  # the cold rows are far out, not pulled into the scaling
+
+
+def test_unseen_categories_encode_as_zeros_and_are_counted():
+    out = build_features(TABLE, [ColumnSpec("job", "onehot"), ColumnSpec("tags", "multihot")], TRAIN, "user")
+    assert out.names == ["job=a", "job=b", "tags=x", "tags=y"]
+    assert out.unseen == {"job": 2, "tags": 1}  # 'c' and <missing>; the tag 'z'
+    assert out.values[4].tolist() == [0.0, 0.0, 1.0, 0.0]  # unknown job -> zeros; known tag x kept
+    ordinal = build_features(TABLE, [ColumnSpec("job", "ordinal")], TRAIN, "user")
+    assert ordinal.values[4, 0] == -1 and ordinal.unseen == {"job": 2}
+
+
+def test_prefix_hashing_and_constant_columns():
+    table = pd.DataFrame({"zip": ["12345", "12999", "98765", "98000"], "const": ["k"] * 4})
+    out = build_features(table, [ColumnSpec("zip", "onehot", prefix=1), ColumnSpec("const", "onehot")], np.arange(4), "user")
+    assert out.names == ["zip=1", "zip=9"]  # the constant one-hot column is dropped by VarianceThreshold
+    hashed = build_features(table, [ColumnSpec("zip", "hashing", n_features=8)], np.arange(4), "user")
+    assert hashed.values.shape[0] == 4 and 1 <= hashed.values.shape[1] <= 8  # empty buckets are constant: dropped
+    assert all(n.startswith("zip#") for n in hashed.names) and float(hashed.values.sum()) == 4.0
+
+
+def test_bad_configuration_is_named():
+    with pytest.raises(FeatureConfigError, match="data.features.user.salary: unknown column"):
+        side_features({"user": {"salary": "numeric"}}, {"user": TABLE}, {"user": ["0"]}, {"user": TRAIN})
+    with pytest.raises(FeatureConfigError, match=r"data.features.user.age.kind='scaled'"):
+        ColumnSpec.parse("user", "age", "scaled", ["age"])
+    with pytest.raises(FeatureConfigError, match="unknown keys"):
+        side_features({"users": {}}, {}, {}, {})
+
+
+def test_ml100k_run_with_user_and_item_features(tmp_path):
+    from graphrec_lab.config import compose
+    from graphrec_lab.experiment import run_experiment
+
+    data_dir = real_data_dir()
+    cfg = compose([f"paths.root={tmp_path}", "data=ml100k", f"data.data_dir={data_dir}", "data.cache_dir=none",
+                   "model=lightgcn", "model.feature_mode=sum", "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=csv",
+                   "+data.features.user={age: numeric, gender: onehot, occupation: onehot}",
+                   "+data.features.item={year: numeric, genres: multihot}"])  # fmt: skip
+    run_experiment(cfg)
+    record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
+    assert "occupation=student" in record["side_features"]["user"]["columns"]
+    assert "genres=Comedy" in record["side_features"]["item"]["columns"]
