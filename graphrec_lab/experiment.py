@@ -279,6 +279,9 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
             raise err.__cause__ from None
         raise
     task.attach_graph(datamodule.train_graph)
+    user_groups = datamodule.user_groups() if hasattr(datamodule, "user_groups") else {}
+    for evaluator in (task.val_evaluator, task.test_evaluator) if user_groups else ():
+        evaluator.add_groups(user_groups=user_groups)  # cold-start users: metrics per group
     _check_metric_exists(cfg, task)
 
     name = cfg.name or f"{type(model).__name__.lower()}-{graph.name}"

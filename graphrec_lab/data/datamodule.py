@@ -59,7 +59,7 @@ class InteractionDataModule(pl.LightningDataModule):
         cache_dir: where processed graphs are cached (``"none"`` disables the cache).
         download: fetch missing files from the canonical source (fails clearly when offline).
         split, ratios, val_fraction, rating_threshold, user_core, item_core, dedup, split_seed,
-        cold_item_fraction, cold_item_seed, cold_holdout: see ``PreprocessConfig``.
+        cold_item_fraction, cold_item_seed, cold_holdout, cold_user_fraction: see ``PreprocessConfig``.
         synthetic: keyword arguments of ``generate_synthetic`` for ``dataset=synthetic``.
         reader: keyword arguments for the dataset's reader.
         train_batch_size: BPR batch size. eval_batch_size: users per evaluation batch.
@@ -94,6 +94,7 @@ class InteractionDataModule(pl.LightningDataModule):
         cold_item_fraction: float = 0.0,
         cold_item_seed: int | None = None,
         cold_holdout: str = "interactions",
+        cold_user_fraction: float = 0.0,
         synthetic: dict[str, Any] | None = None,
         reader: dict[str, Any] | None = None,
         train_batch_size: int = 2048,
@@ -130,6 +131,7 @@ class InteractionDataModule(pl.LightningDataModule):
             cold_item_fraction=cold_item_fraction,
             cold_item_seed=cold_item_seed,
             cold_holdout=cold_holdout,
+            cold_user_fraction=cold_user_fraction,
         )
         self.synthetic = dict(synthetic or {})
         self.reader_kwargs = dict(reader or {})
@@ -255,6 +257,16 @@ class InteractionDataModule(pl.LightningDataModule):
         built = side_features(self.features, tables, tokens, train_rows)
         self.feature_report = {side: {"columns": f.names, "unseen": f.unseen} for side, f in built.items()}
         return {side: f.values for side, f in built.items()}
+
+    def user_groups(self) -> dict[str, torch.Tensor]:
+        """``{"cold_users": [U] bool, "warm_users": [U] bool}`` under the user cold-start protocol
+        (``cold_user_fraction > 0``), else ``{}``: metrics per group (``test/cold_users/recall@20``)."""
+        graph = self.load_graph()
+        if not graph.meta.get("cold_users"):
+            return {}
+        cold = torch.zeros(graph.num_users, dtype=torch.bool)
+        cold[torch.as_tensor(graph.meta["cold_users"], dtype=torch.long)] = True
+        return {"cold_users": cold, "warm_users": ~cold}
 
     def skipped_users(self, split: str) -> int:
         """Users with training history but no held-out items in ``split`` (not evaluated)."""

@@ -63,6 +63,7 @@ class PreprocessConfig:
     cold_item_fraction: float = 0.0
     cold_item_seed: int | None = None
     cold_holdout: str = "interactions"
+    cold_user_fraction: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +74,10 @@ class PreprocessConfig:
             raise ValueError(f"data.ratios={list(self.ratios)}: expected three non-negative fractions")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction={self.val_fraction}: expected a value in [0, 1)")
+        if not 0.0 <= self.cold_user_fraction < 1.0:
+            raise ValueError(f"data.cold_user_fraction={self.cold_user_fraction}: expected a value in [0, 1)")
+        if self.cold_user_fraction > 0 and self.ratios[1] + self.ratios[2] <= 0:
+            raise ValueError(f"data.cold_user_fraction={self.cold_user_fraction} needs validation or test shares in data.ratios")
         if not 0.0 <= self.cold_item_fraction < 1.0:
             raise ValueError(f"data.cold_item_fraction={self.cold_item_fraction}: expected a value in [0, 1)")
         if self.cold_holdout not in COLD_HOLDOUTS:
@@ -101,6 +106,9 @@ def build_graph(raw: RawInteractions, cfg: PreprocessConfig, name: str) -> Inter
     meta = {"source": raw.source, "raw_interactions": n_raw, "kept_interactions": len(raw)}
     if cfg.cold_item_fraction > 0:
         split, cold_meta = hold_out_cold_items(raw, split, cfg)
+        meta.update(cold_meta)
+    if cfg.cold_user_fraction > 0:
+        split, cold_meta = hold_out_cold_users(raw, split, cfg)
         meta.update(cold_meta)
     graph = InteractionGraph(
         num_users=raw.num_users,
@@ -281,6 +289,38 @@ def hold_out_cold_items(raw: RawInteractions, split: Tensor, cfg: PreprocessConf
         meta["cold_test_interactions"], meta["users_without_train"],
     )
     return new, meta
+
+
+def hold_out_cold_users(raw: RawInteractions, split: Tensor, cfg: PreprocessConfig) -> tuple[Tensor, dict]:
+    """The user cold-start protocol: ``round(cfg.cold_user_fraction * n)`` of the ``n`` users with
+    interactions (at least one, never all; a generator of their own, seeded from ``cfg.seed``) keep
+    no training interaction: each of their training rows goes to validation with probability
+    val / (val + test) of ``cfg.ratios`` (per user, floor(c * p + U) of c rows), else to test. Models
+    see them only through their features. Report in ``graph.meta``: ``cold_users``,
+    ``num_cold_users``, ``cold_user_interactions_moved``."""
+    gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + 0xC01D5E) % (1 << 62))
+    candidates = torch.nonzero(torch.bincount(raw.user, minlength=raw.num_users) > 0).flatten()
+    n = candidates.numel()
+    if n < 2:
+        raise DataValidationError(f"{raw.source}: data.cold_user_fraction needs at least 2 users with interactions, got {n}")
+    n_cold = min(n - 1, max(1, round(cfg.cold_user_fraction * n)))
+    cold = candidates[torch.randperm(n, generator=gen)[:n_cold]].sort().values
+    is_cold = torch.zeros(raw.num_users, dtype=torch.bool)
+    is_cold[cold] = True
+    p_val = cfg.ratios[1] / (cfg.ratios[1] + cfg.ratios[2])
+    idx = (is_cold[raw.user] & (split == SPLIT_TRAIN)).nonzero().flatten()
+    idx = idx[torch.randperm(idx.numel(), generator=gen)]
+    idx = idx[torch.argsort(raw.user[idx], stable=True)]
+    u = raw.user[idx]
+    per_user = torch.bincount(u, minlength=raw.num_users)
+    rank = torch.arange(u.numel()) - (torch.cumsum(per_user, 0) - per_user)[u]
+    n_val = torch.floor(per_user.double() * p_val + torch.rand(raw.num_users, generator=gen, dtype=torch.float64)).long()
+    to_val = rank < n_val[u]
+    new = split.clone()
+    new[idx[to_val]] = SPLIT_VAL
+    new[idx[~to_val]] = SPLIT_TEST
+    log.info("%s: %d cold users (%.1f%% of %d), %d training interactions held out", raw.source, n_cold, 100.0 * n_cold / n, n, idx.numel())
+    return new, {"cold_users": cold.tolist(), "num_cold_users": n_cold, "cold_user_interactions_moved": int(idx.numel())}
 
 
 def cold_item_mask(graph: InteractionGraph) -> Tensor:

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from graphrec_lab.data.side_features import ColumnSpec, FeatureConfigError, build_features, side_features
 from tests.conftest import real_data_dir
@@ -68,3 +69,20 @@ def test_ml100k_run_with_user_and_item_features(tmp_path):
     record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
     assert "occupation=student" in record["side_features"]["user"]["columns"]
     assert "genres=Comedy" in record["side_features"]["item"]["columns"]
+
+
+def test_cold_start_users_have_no_training_interactions_and_their_own_metrics(tmp_path):
+    from graphrec_lab.config import compose
+    from graphrec_lab.data.datamodule import InteractionDataModule
+    from graphrec_lab.experiment import run_experiment
+    from tests.conftest import tiny_overrides
+
+    dm = InteractionDataModule(dataset="synthetic", cache_dir="none", cold_user_fraction=0.2,
+                               synthetic={"num_users": 100, "num_items": 80, "interactions_per_user": 10})  # fmt: skip
+    graph = dm.load_graph()
+    cold = dm.user_groups()["cold_users"]
+    assert int(cold.sum()) == 20 and not bool(cold[graph.train.users].any())
+    held = torch.cat([graph.val.users, graph.test.users])
+    assert set(torch.nonzero(cold).flatten().tolist()) <= set(held.tolist())  # every cold user is evaluated
+    metrics = run_experiment(compose(tiny_overrides(tmp_path, "data.cold_user_fraction=0.2")))
+    assert {"test/cold_users/recall@20", "test/warm_users/recall@20"} <= set(metrics)
