@@ -21,6 +21,7 @@ from torch import Tensor
 from graphrec_lab.data.datamodule import InteractionDataModule
 from graphrec_lab.data.graph import InteractionGraph
 from graphrec_lab.data.preprocess import build_graph, check_nonempty
+from graphrec_lab.data.social.graph import joined_train_graph
 from graphrec_lab.data.synthetic import generate_synthetic
 from graphrec_lab.data.text import ItemTextConfig, apply_missing_text_policy, item_text_config
 
@@ -102,6 +103,9 @@ class EcommerceDataModule(ItemTextDataModule):
 
     Args (besides those of ``ItemTextDataModule``):
         co_purchase_min_count, co_purchase_window: defaults of ``co_purchase_edges``.
+        join_co_purchase: ``train_graph`` is the user-item graph joined with the co-purchase
+            item-item edges (undirected, one normalisation over both), so every zoo model propagates
+            over them, as ``join_social`` does with ties. The degrees then count them too.
     """
 
     def __init__(
@@ -110,12 +114,25 @@ class EcommerceDataModule(ItemTextDataModule):
         split: str = "given",
         co_purchase_min_count: int = 1,
         co_purchase_window: int | None = None,
+        join_co_purchase: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(dataset=dataset, split=split, **kwargs)
+        if join_co_purchase and self.isolated_self_loops:
+            raise ValueError("data.join_co_purchase and data.isolated_self_loops: the joined graph has no self-loop option")
+        self.join_co_purchase = join_co_purchase
         _check_co_purchase_args(co_purchase_min_count, co_purchase_window, "data.co_purchase_")
         self.co_purchase_min_count = co_purchase_min_count
         self.co_purchase_window = co_purchase_window
+
+    def setup(self, stage: str | None = None) -> None:
+        joined = self._train_graph is None and self.join_co_purchase
+        super().setup(stage)
+        if joined:
+            graph = self.load_graph()
+            users, items = self._fit_edges()
+            self._train_graph = joined_train_graph(users, items, self.co_purchase_edges() + graph.num_users,
+                                                   graph.num_users, graph.num_items)  # fmt: skip
 
     def co_purchase_edges(
         self, min_count: int | None = None, window: int | None = None, return_counts: bool = False

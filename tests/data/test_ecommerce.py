@@ -552,3 +552,24 @@ def test_real_ml100k_text(tmp_path: Path) -> None:
     assert len(texts) == 1_682
     assert texts[0] == "Toy Story (1995). Animation, Children's, Comedy"
     assert dm.load_graph().meta["items_without_text"] == 0
+
+
+def test_co_purchase_edges_join_the_propagation_graph() -> None:
+    from graphrec_lab.data.ecommerce import EcommerceDataModule
+    from graphrec_lab.models.gnn import LightGCN
+
+    kw = {"dataset": "synthetic", "split": "ratio", "cache_dir": "none",
+          "synthetic": {"num_users": 40, "num_items": 30, "interactions_per_user": 6}}  # fmt: skip
+    plain = EcommerceDataModule(**kw)
+    joined = EcommerceDataModule(**kw, join_co_purchase=True)
+    pairs = joined.co_purchase_edges()
+    n_ui = plain.train_graph.edge_index.shape[1]
+    assert joined.train_graph.edge_index.shape[1] == n_ui + pairs.shape[1]  # both directions, each pair once
+    assert torch.equal(joined.train_graph.edge_index[:, :n_ui], plain.train_graph.edge_index)
+    adj = joined.train_graph.norm_adj.to_dense()
+    torch.testing.assert_close(adj, adj.T)
+    assert float(adj[40 + pairs[0, 0], 40 + pairs[1, 0]]) > 0  # an item-item entry
+    users, items = LightGCN(40, 30, 8, 2)(joined.train_graph)
+    assert users.shape == (40, 8) and items.shape == (30, 8)
+    with pytest.raises(ValueError, match="join_co_purchase and data.isolated_self_loops"):
+        EcommerceDataModule(**kw, join_co_purchase=True, isolated_self_loops=True)

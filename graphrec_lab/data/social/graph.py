@@ -121,7 +121,7 @@ def social_train_graph(
     """
     extra = [e for e in ((social_edges if join else None), side_edges) if e is not None and e.numel()]
     if extra:
-        base = _joined(users, items, torch.cat(extra, dim=1), num_users, num_items)
+        base = joined_train_graph(users, items, torch.cat(extra, dim=1), num_users, num_items)
     else:
         base = TrainGraph.from_edges(users, items, num_users, num_items)
     social = social_edges
@@ -139,10 +139,12 @@ def social_train_graph(
     )  # fmt: skip
 
 
-def _joined(users: Tensor, items: Tensor, pairs: Tensor, num_users: int, num_items: int) -> TrainGraph:
-    """``D^-1/2 A D^-1/2`` over user-item edges plus undirected user-user ``pairs`` [2, X] (each unordered
-    pair once, self-loops dropped). ``edge_index`` lists user->item, item->user, then the user-user
-    edges in both directions (so ``edge_index[:, :E]`` are still the E user->item edges)."""
+def joined_train_graph(users: Tensor, items: Tensor, pairs: Tensor, num_users: int, num_items: int) -> TrainGraph:
+    """``D^-1/2 A D^-1/2`` over user-item edges plus undirected node pairs ``pairs`` [2, X] in node ids
+    (users ``0..U-1``, items ``U..U+I-1``: user-user ties, item-item co-purchases; each unordered pair
+    once, self-loops dropped). ``edge_index`` lists user->item, item->user, then the extra edges in
+    both directions (so ``edge_index[:, :E]`` are still the E user->item edges). The degrees count
+    the extra edges too."""
     n = num_users + num_items
     a, b = pairs[0], pairs[1]
     keep = a != b
