@@ -29,6 +29,8 @@ from graphrec_lab.privacy.edge_dp import parse_privacy, release_bipartite
 
 log = logging.getLogger(__name__)
 
+EDGE_WEIGHTS = ("none", "rating", "time_decay")
+
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
     """``data_dir`` if given, else ``$GRAPHREC_DATA_DIR``, else ``./data``."""
@@ -72,6 +74,10 @@ class InteractionDataModule(pl.LightningDataModule):
             items (a measurement of the model, not part of what is released).
         features: user / item side features per column (``data.side_features``; ml-100k), fitted on
             the users and items with training interactions only.
+        edge_weight: ``none`` | ``rating`` (the interaction's rating) | ``time_decay``
+            (``0.5 ** (age / half-life)``, age from the latest training interaction): weights of the
+            propagation graph's ``norm_adj`` (models propagating over it: the LightGCN family, NGCF).
+        edge_weight_half_life_days: the half-life of ``time_decay`` (timestamps in seconds).
     """
 
     # The data modules whose every use of the training edges goes through ``_fit_edges``.
@@ -104,8 +110,15 @@ class InteractionDataModule(pl.LightningDataModule):
         isolated_self_loops: bool = False,
         privacy: dict[str, Any] | None = None,
         features: dict[str, Any] | None = None,
+        edge_weight: str = "none",
+        edge_weight_half_life_days: float = 180.0,
     ) -> None:
         super().__init__()
+        if edge_weight not in EDGE_WEIGHTS:
+            raise ValueError(f"data.edge_weight={edge_weight!r}: expected one of {EDGE_WEIGHTS}")
+        if edge_weight_half_life_days <= 0:
+            raise ValueError(f"data.edge_weight_half_life_days={edge_weight_half_life_days}: must be positive")
+        self.edge_weight, self.edge_weight_half_life_days = edge_weight, edge_weight_half_life_days
         self.features = dict(features or {})
         self.feature_report: dict[str, Any] | None = None
         self.edge_dp = parse_privacy(privacy, default_seed=sampler_seed)
@@ -182,11 +195,28 @@ class InteractionDataModule(pl.LightningDataModule):
         if self._train_graph is None:
             fit_users, fit_items = self._fit_edges()
             self._train_graph = TrainGraph.from_edges(
-                fit_users, fit_items, graph.num_users, graph.num_items, self.isolated_self_loops
+                fit_users, fit_items, graph.num_users, graph.num_items, self.isolated_self_loops, self._edge_weights(graph)
             )
             self._train_csr = CSR(graph.train.users, graph.train.items, graph.num_users)
             self._val_csr = CSR(graph.val.users, graph.val.items, graph.num_users)
             self._test_csr = CSR(graph.test.users, graph.test.items, graph.num_users)
+
+    def _edge_weights(self, graph: InteractionGraph) -> torch.Tensor | None:
+        """[E] weights of the training edges for ``data.edge_weight``, or None."""
+        if self.edge_weight == "none":
+            return None
+        if self.edge_dp.enabled:
+            raise ValueError("data.edge_weight with data.privacy.edge_dp: the released graph has no ratings or times")
+        column = graph.train.ratings if self.edge_weight == "rating" else graph.train.timestamps
+        if column is None:
+            what = "ratings" if self.edge_weight == "rating" else "timestamps"
+            raise ValueError(f"data.edge_weight={self.edge_weight!r}: dataset {self.dataset!r} has no {what}")
+        if self.edge_weight == "rating":
+            if bool((column <= 0).any()):
+                raise ValueError(f"data.edge_weight='rating': ratings must be positive, {self.dataset!r} has {float(column.min())}")
+            return column.float()
+        age_days = (column.max() - column).double() / 86400.0
+        return (0.5 ** (age_days / self.edge_weight_half_life_days)).float()
 
     def _fit_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The training edges a model may see, users/items [E']: the true ones, or their edge-DP release."""

@@ -38,16 +38,22 @@ class TrainGraph:
 
     @classmethod
     def from_edges(
-        cls, users: Tensor, items: Tensor, num_users: int, num_items: int, isolated_self_loops: bool = False
+        cls, users: Tensor, items: Tensor, num_users: int, num_items: int, isolated_self_loops: bool = False,
+        weights: Tensor | None = None,
     ) -> TrainGraph:
+        """``users``/``items`` [E]; ``weights`` [E] > 0 (optional): ``norm_adj`` is then
+        ``D_w^-1/2 W D_w^-1/2`` with weighted degrees (invariant to scaling all weights). Only
+        ``norm_adj`` carries the weights: ``user_degree``/``item_degree`` stay interaction counts."""
         n = num_users + num_items
         src = torch.cat([users, items + num_users])
         dst = torch.cat([items + num_users, users])
         edge_index = torch.stack([src, dst])
         deg = torch.bincount(src, minlength=n).float()
-        inv_sqrt = deg.pow(-0.5)
-        inv_sqrt[deg == 0] = 0.0
-        values = inv_sqrt[src] * inv_sqrt[dst]
+        w = torch.ones(src.numel()) if weights is None else torch.cat([weights, weights]).float()
+        wdeg = deg if weights is None else torch.zeros(n).index_add_(0, src, w)
+        inv_sqrt = wdeg.pow(-0.5)
+        inv_sqrt[wdeg == 0] = 0.0
+        values = w * inv_sqrt[src] * inv_sqrt[dst]
         rows, cols = dst, src
         if isolated_self_loops:
             loops = torch.nonzero(deg == 0).flatten()
