@@ -124,6 +124,11 @@ def test_run_experiment_trains_each_sequential_model(tmp_path, model):
     record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
     ckpt = torch.load(Path(record["paths"]["run_dir"]) / "checkpoints" / "best.ckpt", weights_only=True)
     assert any("config" in v for v in ckpt.values() if isinstance(v, dict))
+    from graphrec_lab.inference import load_run
+    from graphrec_lab.inference.run import InferenceError
+
+    with pytest.raises(InferenceError, match="sequential models histories"):  # recommend/export/explain say why not
+        load_run(record["paths"]["run_dir"]).embeddings()
 
 
 def test_run_experiment_trains_the_text_model(tmp_path, tiny_encoder_dir):

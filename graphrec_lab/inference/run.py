@@ -92,7 +92,8 @@ class LoadedRun:
         if self._embeddings is None:
             if not isinstance(self.model, Recommender):
                 raise InferenceError(
-                    f"{self.model_name} scores impressions (a news model), not user and item embeddings; "
+                    f"{self.model_name} has no user and item embeddings to rank with (news models score impressions, "
+                    "sequential models histories, GC-MC ratings); "
                     "recommend/export/explain need a top-K recommender run"
                 )
             with torch.no_grad():
