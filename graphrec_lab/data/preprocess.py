@@ -218,6 +218,35 @@ def assign_split(raw: RawInteractions, cfg: PreprocessConfig, gen: torch.Generat
     raise AssertionError(cfg.split)
 
 
+def _draw_cold(ids: Tensor, size: int, fraction: float, gen: torch.Generator, source: str, what: str) -> tuple[Tensor, Tensor, int]:
+    """``round(fraction * n)`` of the ``n`` ids occurring in ``ids`` [N] (at least one, never all):
+    (sorted cold ids, a [size] bool mask of them, n)."""
+    candidates = (torch.bincount(ids, minlength=size) > 0).nonzero().flatten()
+    n = candidates.numel()
+    if n < 2:
+        raise DataValidationError(f"{source}: data.cold_{what}_fraction needs at least 2 {what}s with interactions, got {n}")
+    n_cold = min(n - 1, max(1, round(fraction * n)))
+    cold = candidates[torch.randperm(n, generator=gen)[:n_cold]].sort().values
+    mask = torch.zeros(size, dtype=torch.bool)
+    mask[cold] = True
+    return cold, mask, n
+
+
+def _divide_per_user(raw: RawInteractions, idx: Tensor, p_val: float, gen: torch.Generator, labels: Tensor) -> None:
+    """Relabel rows ``idx`` in place: per user, a random floor(c * p_val + U) of its c rows go to
+    validation, the rest to test (unbiased for every c: rounding would send a user's single row
+    always the same way)."""
+    idx = idx[torch.randperm(idx.numel(), generator=gen)]
+    idx = idx[torch.argsort(raw.user[idx], stable=True)]
+    u = raw.user[idx]
+    per_user = torch.bincount(u, minlength=raw.num_users)
+    rank = torch.arange(u.numel()) - (torch.cumsum(per_user, 0) - per_user)[u]
+    n_val = torch.floor(per_user.double() * p_val + torch.rand(raw.num_users, generator=gen, dtype=torch.float64)).long()
+    to_val = rank < n_val[u]
+    labels[idx[to_val]] = SPLIT_VAL
+    labels[idx[~to_val]] = SPLIT_TEST
+
+
 def hold_out_cold_items(raw: RawInteractions, split: Tensor, cfg: PreprocessConfig) -> tuple[Tensor, dict]:
     """The item cold-start protocol on top of any split: returns the new labels [N] int8 and a report.
 
@@ -237,15 +266,8 @@ def hold_out_cold_items(raw: RawInteractions, split: Tensor, cfg: PreprocessConf
     """
     seed = cfg.cold_item_seed if cfg.cold_item_seed is not None else (cfg.seed * 1_000_003 + 0xC01D) % (1 << 62)
     gen = torch.Generator().manual_seed(seed)
-    counts = torch.bincount(raw.item, minlength=raw.num_items)
-    candidates = (counts > 0).nonzero().flatten()
-    n = candidates.numel()
-    if n < 2:
-        raise DataValidationError(f"{raw.source}: data.cold_item_fraction needs at least 2 items with interactions, got {n}")
-    n_cold = min(n - 1, max(1, round(cfg.cold_item_fraction * n)))
-    cold = candidates[torch.randperm(n, generator=gen)[:n_cold]].sort().values
-    is_cold = torch.zeros(raw.num_items, dtype=torch.bool)
-    is_cold[cold] = True
+    cold, is_cold, n = _draw_cold(raw.item, raw.num_items, cfg.cold_item_fraction, gen, raw.source, "item")
+    n_cold = cold.numel()
     row_cold = is_cold[raw.item]
     p_val = cfg.ratios[1] / (cfg.ratios[1] + cfg.ratios[2])
     new = split.clone()
@@ -259,18 +281,7 @@ def hold_out_cold_items(raw: RawInteractions, split: Tensor, cfg: PreprocessConf
         meta["cold_val_items"] = cold[perm[:n_val_items]].sort().values.tolist()
         meta["cold_test_items"] = cold[perm[n_val_items:]].sort().values.tolist()
     else:
-        # Per user, a random n_val = floor(c * p_val + U) of the c cold training rows go to validation:
-        # unbiased for every c (rounding would send a user's single cold row always the same way).
-        idx = (row_cold & (split == SPLIT_TRAIN)).nonzero().flatten()
-        idx = idx[torch.randperm(idx.numel(), generator=gen)]
-        idx = idx[torch.argsort(raw.user[idx], stable=True)]
-        u = raw.user[idx]
-        per_user = torch.bincount(u, minlength=raw.num_users)
-        rank = torch.arange(u.numel()) - (torch.cumsum(per_user, 0) - per_user)[u]
-        n_val = torch.floor(per_user.double() * p_val + torch.rand(raw.num_users, generator=gen, dtype=torch.float64)).long()
-        to_val = rank < n_val[u]
-        new[idx[to_val]] = SPLIT_VAL
-        new[idx[~to_val]] = SPLIT_TEST
+        _divide_per_user(raw, (row_cold & (split == SPLIT_TRAIN)).nonzero().flatten(), p_val, gen, new)
     has_any = torch.bincount(raw.user, minlength=raw.num_users) > 0
     has_train = torch.bincount(raw.user[new == SPLIT_TRAIN], minlength=raw.num_users) > 0
     meta.update(
@@ -299,26 +310,12 @@ def hold_out_cold_users(raw: RawInteractions, split: Tensor, cfg: PreprocessConf
     see them only through their features. Report in ``graph.meta``: ``cold_users``,
     ``num_cold_users``, ``cold_user_interactions_moved``."""
     gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + 0xC01D5E) % (1 << 62))
-    candidates = torch.nonzero(torch.bincount(raw.user, minlength=raw.num_users) > 0).flatten()
-    n = candidates.numel()
-    if n < 2:
-        raise DataValidationError(f"{raw.source}: data.cold_user_fraction needs at least 2 users with interactions, got {n}")
-    n_cold = min(n - 1, max(1, round(cfg.cold_user_fraction * n)))
-    cold = candidates[torch.randperm(n, generator=gen)[:n_cold]].sort().values
-    is_cold = torch.zeros(raw.num_users, dtype=torch.bool)
-    is_cold[cold] = True
+    cold, is_cold, n = _draw_cold(raw.user, raw.num_users, cfg.cold_user_fraction, gen, raw.source, "user")
+    n_cold = cold.numel()
     p_val = cfg.ratios[1] / (cfg.ratios[1] + cfg.ratios[2])
     idx = (is_cold[raw.user] & (split == SPLIT_TRAIN)).nonzero().flatten()
-    idx = idx[torch.randperm(idx.numel(), generator=gen)]
-    idx = idx[torch.argsort(raw.user[idx], stable=True)]
-    u = raw.user[idx]
-    per_user = torch.bincount(u, minlength=raw.num_users)
-    rank = torch.arange(u.numel()) - (torch.cumsum(per_user, 0) - per_user)[u]
-    n_val = torch.floor(per_user.double() * p_val + torch.rand(raw.num_users, generator=gen, dtype=torch.float64)).long()
-    to_val = rank < n_val[u]
     new = split.clone()
-    new[idx[to_val]] = SPLIT_VAL
-    new[idx[~to_val]] = SPLIT_TEST
+    _divide_per_user(raw, idx, p_val, gen, new)
     log.info("%s: %d cold users (%.1f%% of %d), %d training interactions held out", raw.source, n_cold, 100.0 * n_cold / n, n, idx.numel())
     return new, {"cold_users": cold.tolist(), "num_cold_users": n_cold, "cold_user_interactions_moved": int(idx.numel())}
 

@@ -28,13 +28,14 @@ from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.evaluation.impressions import DEFAULT_KS, ImpressionEvaluator
 from graphrec_lab.models.news.base import NewsRecommender
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
+from graphrec_lab.training.epoch_loss import EpochMeanLoss
 from graphrec_lab.training.optim import adam
 
 if TYPE_CHECKING:
     from graphrec_lab.models.text.fusion import ItemTextFeatures
 
 
-class NewsTask(TextAdapterCheckpoints):
+class NewsTask(TextAdapterCheckpoints, EpochMeanLoss):
     """Args:
         model: a ``models.news.NewsRecommender`` (NRMS, GraphNRMS, NewsPopularity).
         lr: Adam learning rate (NRMS: 1e-4 with a trainable word-level encoder; a projection of
@@ -120,8 +121,6 @@ class NewsTask(TextAdapterCheckpoints):
             self.text.refresh(self.model.input)  # type: ignore[arg-type]
             self.model.input.sync_followers()  # type: ignore[union-attr]
 
-    def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
 
     def training_step(self, batch: ImpressionBatch, batch_idx: int) -> Tensor:
         if self.text is None:
@@ -137,14 +136,9 @@ class NewsTask(TextAdapterCheckpoints):
         scores = self.model.score(batch, self._train_graph_for(batch))  # [B, 1+K], click in column 0
         target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
         loss = F.cross_entropy(scores, target)
-        self._train_sums += torch.stack([loss.detach().double() * len(batch), loss.new_tensor(float(len(batch)), dtype=torch.float64)])
+        self.add_train_loss(loss, len(batch))
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        sums = self._train_sums
-        if self.trainer.world_size > 1:
-            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        self.log("train/loss", float(sums[0] / sums[1].clamp(min=1)), sync_dist=False)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):  # typed batches move themselves
         if isinstance(batch, ImpressionBatch):

@@ -24,6 +24,7 @@ from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.evaluation.evaluator import FullRankingEvaluator
 from graphrec_lab.models.sequential.base import SequentialBase
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
+from graphrec_lab.training.epoch_loss import EpochMeanLoss
 from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
 from graphrec_lab.training.optim import adam
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from graphrec_lab.models.text.fusion import ItemTextFeatures
 
 
-class SequentialTask(TextAdapterCheckpoints):
+class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
     """Args:
         model: a ``models.sequential`` model (GRU4Rec, SASRec, SRGNN; text through ``item_features``).
         lr, weight_decay: Adam's.
@@ -82,19 +83,12 @@ class SequentialTask(TextAdapterCheckpoints):
         }
 
     # -------------------------------------------------------------- training
-    def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
 
     def training_step(self, batch: SequenceBatch, batch_idx: int) -> Tensor:
         loss = F.cross_entropy(self.model.full_scores(batch.history), batch.target)
-        self._train_sums += torch.stack([loss.detach().double() * len(batch), loss.new_tensor(float(len(batch)), dtype=torch.float64)])
+        self.add_train_loss(loss, len(batch))
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        sums = self._train_sums
-        if self.trainer.world_size > 1:
-            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        self.log("train/loss", float(sums[0] / sums[1].clamp(min=1)), sync_dist=False)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):  # typed batches move themselves
         if isinstance(batch, SequenceBatch):
