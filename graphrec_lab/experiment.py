@@ -27,7 +27,7 @@ from torch import nn
 
 from graphrec_lab.config import ConfigError, validate_config
 from graphrec_lab.data.graph import InteractionGraph
-from graphrec_lab.data.protocols import DataModule, ItemGroupSource, ItemTextSource, implements
+from graphrec_lab.data.protocols import DataModule, ItemGroupSource, ItemTextSource, SideFeatureSource, UserGroupSource, implements
 from graphrec_lab.distributed import global_rank, launch_local_ranks, new_run_id
 from graphrec_lab.tracking.paths import safe_dir_name
 from graphrec_lab.tracking.results import ResultStore, ResultStoreError, failure_record, save_fallback
@@ -215,7 +215,7 @@ def _run(
         **_thread_changes(callbacks),
         "strategy": type(trainer.strategy).__name__,
         **({"init_from": warm} if warm is not None else {}),
-        **({"side_features": datamodule.feature_report} if getattr(datamodule, "feature_report", None) else {}),
+        **({"side_features": datamodule.feature_report} if implements(datamodule, SideFeatureSource) and datamodule.feature_report else {}),
     }
     store_error: ResultStoreError | None = None
     if trainer.is_global_zero:
@@ -266,7 +266,7 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
     model_kwargs: dict[str, Any] = {}
     if text is not None:
         model_kwargs["item_features"] = text.attach(_item_texts(cfg, datamodule))
-    for side, values in (datamodule.side_features() if hasattr(datamodule, "side_features") else {}).items():
+    for side, values in (datamodule.side_features() if implements(datamodule, SideFeatureSource) else {}).items():
         if f"{side}_features" in model_kwargs:
             raise ConfigError(f"data.features.{side} and text= both give item features; use one")
         model_kwargs[f"{side}_features"] = values
@@ -279,7 +279,7 @@ def _build(cfg: DictConfig, extra_callbacks: Sequence[Callback], run_id: str) ->
             raise err.__cause__ from None
         raise
     task.attach_graph(datamodule.train_graph)
-    user_groups = datamodule.user_groups() if hasattr(datamodule, "user_groups") else {}
+    user_groups = datamodule.user_groups() if implements(datamodule, UserGroupSource) else {}
     for evaluator in (task.val_evaluator, task.test_evaluator) if user_groups else ():
         evaluator.add_groups(user_groups=user_groups)  # cold-start users: metrics per group
     _check_metric_exists(cfg, task)

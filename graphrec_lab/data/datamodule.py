@@ -80,6 +80,8 @@ class InteractionDataModule(pl.LightningDataModule):
         edge_weight_half_life_days: the half-life of ``time_decay`` (timestamps in seconds).
     """
 
+    feature_report: dict[str, Any] | None = None  # set by side_features(): output columns, unseen categories
+
     # The data modules whose every use of the training edges goes through ``_fit_edges``.
     _EDGE_DP_READY = ("InteractionDataModule", "ItemTextDataModule")
 
@@ -120,7 +122,6 @@ class InteractionDataModule(pl.LightningDataModule):
             raise ValueError(f"data.edge_weight_half_life_days={edge_weight_half_life_days}: must be positive")
         self.edge_weight, self.edge_weight_half_life_days = edge_weight, edge_weight_half_life_days
         self.features = dict(features or {})
-        self.feature_report: dict[str, Any] | None = None
         self.edge_dp = parse_privacy(privacy, default_seed=sampler_seed)
         if self.edge_dp.enabled and type(self).__name__ not in self._EDGE_DP_READY:
             raise ValueError(

@@ -64,6 +64,24 @@ class ItemGroupSource(Protocol):
         ...
 
 
+class UserGroupSource(Protocol):
+    """A DataModule that splits users into groups reported separately (cold-start users)."""
+
+    def user_groups(self) -> dict[str, Tensor]:
+        """Group name -> [U] bool mask; empty when the protocol defines no groups."""
+        ...
+
+
+class SideFeatureSource(Protocol):
+    """A DataModule that builds user / item side features for the models' node input."""
+
+    feature_report: dict[str, Any] | None  # output columns and unseen-category counts, once built
+
+    def side_features(self) -> dict[str, Tensor]:
+        """``{"user": [U, F_u], "item": [I, F_i]}`` for the configured sides; empty when none."""
+        ...
+
+
 class ImpressionSource(Protocol):
     """A DataModule of impressions (news): the graphs of the training folds and of the test period,
     and the count of referenced articles without text."""
@@ -96,4 +114,7 @@ def implements(obj: object, protocol: type[_P]) -> TypeGuard[_P]:
     return all(inspect.getattr_static(obj, name, missing) is not missing for name in protocol_members(protocol))
 
 
-__all__ = ["DataModule", "ImpressionSource", "ItemGroupSource", "ItemTextSource", "implements", "protocol_members"]
+__all__ = [
+    "DataModule", "ImpressionSource", "ItemGroupSource", "ItemTextSource", "SideFeatureSource", "UserGroupSource",
+    "implements", "protocol_members",
+]

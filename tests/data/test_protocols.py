@@ -7,19 +7,21 @@ import pytest
 from graphrec_lab.data.datamodule import InteractionDataModule
 from graphrec_lab.data.ecommerce import EcommerceDataModule, ItemTextDataModule
 from graphrec_lab.data.news import NewsDataModule
-from graphrec_lab.data.protocols import DataModule, ImpressionSource, ItemGroupSource, ItemTextSource, implements, protocol_members
+from graphrec_lab.data.protocols import (
+    DataModule, ImpressionSource, ItemGroupSource, ItemTextSource, SideFeatureSource, UserGroupSource, implements, protocol_members,
+)
 from graphrec_lab.data.social import SocialDataModule
 
-PROTOCOLS = (DataModule, ItemTextSource, ItemGroupSource, ImpressionSource)
+PROTOCOLS = (DataModule, ItemTextSource, ItemGroupSource, ImpressionSource, UserGroupSource, SideFeatureSource)
 
 
 @pytest.mark.parametrize(
     ("cls", "expected"),
     [
-        (InteractionDataModule, {DataModule, ItemGroupSource}),
-        (ItemTextDataModule, {DataModule, ItemTextSource, ItemGroupSource}),
-        (EcommerceDataModule, {DataModule, ItemTextSource, ItemGroupSource}),
-        (SocialDataModule, {DataModule, ItemTextSource, ItemGroupSource}),
+        (InteractionDataModule, {DataModule, ItemGroupSource, UserGroupSource, SideFeatureSource}),
+        (ItemTextDataModule, {DataModule, ItemTextSource, ItemGroupSource, UserGroupSource, SideFeatureSource}),
+        (EcommerceDataModule, {DataModule, ItemTextSource, ItemGroupSource, UserGroupSource, SideFeatureSource}),
+        (SocialDataModule, {DataModule, ItemTextSource, ItemGroupSource, UserGroupSource, SideFeatureSource}),
         (NewsDataModule, {DataModule, ItemTextSource, ImpressionSource}),
     ],
 )
