@@ -194,13 +194,18 @@ class InteractionDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         graph = self.load_graph()
         if self._train_graph is None:
-            fit_users, fit_items = self._fit_edges()
-            self._train_graph = TrainGraph.from_edges(
-                fit_users, fit_items, graph.num_users, graph.num_items, self.isolated_self_loops, self._edge_weights(graph)
-            )
+            self._train_graph = self._propagation_graph(graph)
             self._train_csr = CSR(graph.train.users, graph.train.items, graph.num_users)
             self._val_csr = CSR(graph.val.users, graph.val.items, graph.num_users)
             self._test_csr = CSR(graph.test.users, graph.test.items, graph.num_users)
+
+    def _propagation_graph(self, graph: InteractionGraph) -> TrainGraph:
+        """The graph models propagate over: the training edges a model may see (``_fit_edges``),
+        weighted by ``data.edge_weight``. Subclasses join further edges here."""
+        fit_users, fit_items = self._fit_edges()
+        return TrainGraph.from_edges(
+            fit_users, fit_items, graph.num_users, graph.num_items, self.isolated_self_loops, self._edge_weights(graph)
+        )
 
     def _edge_weights(self, graph: InteractionGraph) -> torch.Tensor | None:
         """[E] weights of the training edges for ``data.edge_weight``, or None."""

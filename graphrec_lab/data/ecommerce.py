@@ -24,6 +24,7 @@ from graphrec_lab.data.preprocess import build_graph, check_nonempty
 from graphrec_lab.data.social.graph import joined_train_graph
 from graphrec_lab.data.synthetic import generate_synthetic
 from graphrec_lab.data.text import ItemTextConfig, apply_missing_text_policy, item_text_config
+from graphrec_lab.data.train_graph import TrainGraph
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +121,18 @@ class EcommerceDataModule(ItemTextDataModule):
         super().__init__(dataset=dataset, split=split, **kwargs)
         if join_co_purchase and self.isolated_self_loops:
             raise ValueError("data.join_co_purchase and data.isolated_self_loops: the joined graph has no self-loop option")
+        if join_co_purchase and self.edge_weight != "none":
+            raise ValueError("data.join_co_purchase and data.edge_weight: the joined graph takes no edge weights")
         self.join_co_purchase = join_co_purchase
         _check_co_purchase_args(co_purchase_min_count, co_purchase_window, "data.co_purchase_")
         self.co_purchase_min_count = co_purchase_min_count
         self.co_purchase_window = co_purchase_window
 
-    def setup(self, stage: str | None = None) -> None:
-        joined = self._train_graph is None and self.join_co_purchase
-        super().setup(stage)
-        if joined:
-            graph = self.load_graph()
-            users, items = self._fit_edges()
-            self._train_graph = joined_train_graph(users, items, self.co_purchase_edges() + graph.num_users,
-                                                   graph.num_users, graph.num_items)  # fmt: skip
+    def _propagation_graph(self, graph: InteractionGraph) -> TrainGraph:
+        if not self.join_co_purchase:
+            return super()._propagation_graph(graph)
+        users, items = self._fit_edges()
+        return joined_train_graph(users, items, self.co_purchase_edges() + graph.num_users, graph.num_users, graph.num_items)
 
     def co_purchase_edges(
         self, min_count: int | None = None, window: int | None = None, return_counts: bool = False

@@ -573,3 +573,5 @@ def test_co_purchase_edges_join_the_propagation_graph() -> None:
     assert users.shape == (40, 8) and items.shape == (30, 8)
     with pytest.raises(ValueError, match="join_co_purchase and data.isolated_self_loops"):
         EcommerceDataModule(**kw, join_co_purchase=True, isolated_self_loops=True)
+    with pytest.raises(ValueError, match="join_co_purchase and data.edge_weight"):
+        EcommerceDataModule(**kw, join_co_purchase=True, edge_weight="rating")
