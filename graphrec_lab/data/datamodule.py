@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from graphrec_lab.data.cache import load_or_build
 from graphrec_lab.data.graph import DataValidationError, InteractionGraph
 from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty, cold_item_mask
-from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers, ShardedEvalSampler
+from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers, sharded_eval_loader
 from graphrec_lab.data.side_features import read_ml100k_tables, side_features
 from graphrec_lab.data.sources import DatasetSource, ensure_files, file_sha256, resolve_source
 from graphrec_lab.data.synthetic import generate_synthetic
@@ -323,11 +323,7 @@ class InteractionDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, split: str) -> DataLoader:
         users = self.eval_users(split)
-        # Under DDP each user is evaluated on exactly one rank (no padding duplicates).
-        return DataLoader(
-            users, batch_size=self.eval_batch_size, sampler=ShardedEvalSampler(users), collate_fn=users.collate,
-            num_workers=self.num_workers,
-        )
+        return sharded_eval_loader(users, self.eval_batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

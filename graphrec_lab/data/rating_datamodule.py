@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from graphrec_lab.data.datamodule import resolve_data_dir
 from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGraph
-from graphrec_lab.data.sampling import ShardedEvalSampler
+from graphrec_lab.data.sampling import sharded_eval_loader
 from graphrec_lab.data.sources import resolve_source
 from graphrec_lab.data.sources.movielens_ratings import RatingSplit, RatingTriples, read_canonical_split
 from graphrec_lab.data.train_graph import TrainGraph
@@ -150,7 +150,7 @@ class RatingDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, triples: RatingTriples) -> DataLoader:
         rows = _Triples(triples)
-        return DataLoader(rows, batch_size=self.eval_batch_size, sampler=ShardedEvalSampler(rows), collate_fn=rows.collate)
+        return sharded_eval_loader(rows, self.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.ratings.val)

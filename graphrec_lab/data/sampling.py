@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, DistributedSampler, IterableDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 
 @dataclass
@@ -257,6 +257,15 @@ class ShardedEvalSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return len(self._indices())
+
+
+def sharded_eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """An evaluation loader over ``dataset`` (which has ``collate``): under DDP every sample is scored
+    on exactly one rank (``ShardedEvalSampler``: no padding duplicates)."""
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=ShardedEvalSampler(dataset), collate_fn=dataset.collate,  # type: ignore[attr-defined]
+        num_workers=num_workers,
+    )
 
 
 class EvalUsers(Dataset):

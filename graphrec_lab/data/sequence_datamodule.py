@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from graphrec_lab.data.datamodule import resolve_data_dir
 from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGraph, RawInteractions
-from graphrec_lab.data.sampling import EvalBatch, ShardedEvalSampler
+from graphrec_lab.data.sampling import EvalBatch, sharded_eval_loader
 from graphrec_lab.data.sequential import leave_one_out, pad_sequences, user_sequences
 from graphrec_lab.data.sources import resolve_source
 from graphrec_lab.data.sources.unisrec import read_unisrec, read_unisrec_sequences
@@ -315,8 +315,7 @@ class SequentialDataModule(pl.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         self.setup()
         rows = self._rows[split]
-        # Under DDP each user is evaluated on exactly one rank (no padding duplicates).
-        return DataLoader(rows, batch_size=self.eval_batch_size, sampler=ShardedEvalSampler(rows), collate_fn=rows.collate)
+        return sharded_eval_loader(rows, self.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -19,7 +19,7 @@ from graphrec_lab.data.graph import InteractionGraph
 from graphrec_lab.data.news.batching import ImpressionEvalSet, ImpressionTrainBatches
 from graphrec_lab.data.news.build import SplitConfig, build_news_data
 from graphrec_lab.data.news.types import DEFAULT_TEXT_FIELDS, GRAPH_PROTOCOLS, NEWS_CACHE_FORMAT, NewsData
-from graphrec_lab.data.sampling import ShardedEvalSampler
+from graphrec_lab.data.sampling import sharded_eval_loader
 from graphrec_lab.data.sources import SOURCES, DatasetSource, ensure_files
 from graphrec_lab.data.sources.mind import mind_source, read_behaviors, read_news
 from graphrec_lab.data.synthetic_news import GENERATOR_VERSION, generate_synthetic_news
@@ -278,11 +278,7 @@ class NewsDataModule(pl.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         imps = self.load_data().split(split)
         ds = ImpressionEvalSet(imps, self.max_history)
-        # Under DDP each impression is scored on exactly one rank (no padding duplicates).
-        return DataLoader(
-            ds, batch_size=self.eval_batch_size, sampler=ShardedEvalSampler(ds), collate_fn=ds.collate,
-            num_workers=self.num_workers,
-        )
+        return sharded_eval_loader(ds, self.eval_batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
