@@ -69,7 +69,6 @@ class SequentialBase(nn.Module):
         self.item_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0)
         nn.init.normal_(self.item_embedding.weight, std=0.02)
         self.adaptor: MoEAdaptor | None = None
-        self._table: Tensor | None = None  # the item table while full_scores runs
         if item_features is not None:
             padded = torch.cat([torch.zeros(1, item_features.shape[1]), item_features.float()])
             self.register_buffer("text_features", padded)
@@ -83,23 +82,20 @@ class SequentialBase(nn.Module):
         text = text * (torch.arange(text.shape[0], device=text.device) > 0).unsqueeze(1)  # padding row stays 0
         return text + self.item_embedding.weight if self.feature_mode == "sum" else text
 
-    def embed(self, items: Tensor) -> Tensor:
-        """``[B, L]`` 1-based items -> ``[B, L, D]`` (padding rows are zero)."""
+    def embed(self, items: Tensor, table: Tensor | None = None) -> Tensor:
+        """``[B, L]`` 1-based items -> ``[B, L, D]`` (padding rows are zero); ``table``: an
+        ``item_table()`` already computed for this call."""
         if self.adaptor is None:
             return self.item_embedding(items)
-        table = self._table if self._table is not None else self.item_table()
-        return table[items]
+        return (self.item_table() if table is None else table)[items]
 
-    def forward(self, items: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def forward(self, items: Tensor, table: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
+        """``[B, L]`` 1-based items -> ``[B, D]`` states; ``table`` as for ``embed``."""
         raise NotImplementedError
 
     def full_scores(self, items: Tensor) -> Tensor:
         """``[B, L]`` 1-based padded items -> ``[B, I]`` scores of every 0-based item. The item table
         is computed once for the inputs and the scores (with text it runs the adaptor over all items)."""
         table = self.item_table()
-        self._table = table
-        try:
-            state = self(items)
-        finally:
-            self._table = None
+        state = self(items, table)
         return state @ table[1:].T

@@ -19,12 +19,12 @@ class GRU4Rec(SequentialBase):
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(dim, dim, num_layers=num_layers, batch_first=True)
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
+    def forward(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, L]`` right-aligned 1-based items -> ``[B, D]`` hidden state after the last item."""
         lengths = items.gt(0).sum(1).clamp(min=1)
         # Right-aligned rows -> left-aligned (roll each row by its padding), then pack by length.
         shift = (torch.arange(items.shape[1], device=items.device) + (items.shape[1] - lengths).unsqueeze(1)) % items.shape[1]
         left = items.gather(1, shift)
-        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(self.embed(left)), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(self.embed(left, table)), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, h_n = self.gru(packed)
         return h_n[-1]

@@ -64,5 +64,5 @@ class SASRec(SequentialBase):
         h = self.encoder(h, mask=blocked.repeat_interleave(self.num_heads, dim=0))
         return h[:, -1]
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        return self.encode(self.embed(items), items)
+    def forward(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(self.embed(items, table), items)

@@ -25,10 +25,10 @@ class SRGNN(SequentialBase):
         self.q = nn.Linear(dim, 1, bias=False)
         self.w3 = nn.Linear(2 * dim, dim, bias=False)
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
+    def forward(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, L]`` 1-based items (0 pads) → ``[B, D]`` session state."""
         g = session_graphs(items)
-        h = self.embed(g.nodes)  # [B, N, D]
+        h = self.embed(g.nodes, table)  # [B, N, D]
         b, n, d = h.shape
         for _ in range(self.steps):
             msg = torch.cat([g.adj_in @ self.edge_in(h), g.adj_out @ self.edge_out(h)], dim=-1)
