@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,12 +26,13 @@ from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.evaluation.rating import RatingEvaluator
 from graphrec_lab.models.gcmc import GCMC, rating_adjacencies
 from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
+from graphrec_lab.training.epoch_loss import EpochMeanLoss
 from graphrec_lab.training.optim import adam
 
 RATING_LOSSES = ("mse", "ce")
 
 
-class RatingTask(pl.LightningModule):
+class RatingTask(EpochMeanLoss):
     """Args:
         model: ``GCMC`` or a zoo model whose ``forward(graph)`` gives (users [U, D], items [I, D]).
         loss: ``mse`` | ``ce`` (GC-MC only).
@@ -120,7 +120,7 @@ class RatingTask(pl.LightningModule):
             loss = F.cross_entropy(self.model.logits(self._adjacencies(), batch.user, batch.item), target)
         else:
             loss = F.mse_loss(self.predict_ratings(batch.user, batch.item), batch.rating)
-        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(batch))
+        self.add_train_loss(loss, len(batch))
         return loss
 
     def configure_optimizers(self):
