@@ -42,9 +42,16 @@ def test_gcmc_trains_and_selects_on_validation_rmse(tmp_path, ml100k_dir):
     assert 5 <= record["metrics"]["best_epoch"] + 1 <= 100
 
 
-def test_a_zoo_model_predicts_ratings_with_biases(tmp_path, ml100k_dir):
-    metrics = run_experiment(_cfg(tmp_path, ml100k_dir, "model=lightgcn", "task.loss=mse", "model.embedding_dim=8"))
-    assert np.isfinite(metrics["test/rmse"]) and metrics["test/mae"] <= metrics["test/rmse"]
+def test_a_zoo_model_learns_ratings(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [(u, i, 1 + u % 5) for u in range(1, 31) for i in range(1, 21) if rng.random() < 0.5]  # a user's own level
+    folder = tmp_path / "data" / "ml-100k"
+    folder.mkdir(parents=True)
+    _write(folder / "u1.base", rows[20:])
+    _write(folder / "u1.test", rows[:20])
+    metrics = run_experiment(_cfg(tmp_path, tmp_path / "data", "model=lightgcn", "task.loss=mse", "model.embedding_dim=8",
+                                  "task.lr=0.05", "trainer.max_epochs=100"))  # fmt: skip
+    assert metrics["val/rmse"] < 0.7  # predicting the training mean for everyone gives ~1.4 here
 
 
 def test_incompatible_loss_and_selection_direction_are_named(tmp_path, ml100k_dir):
