@@ -3,12 +3,15 @@
 Splits: ``canonical`` reads MovieLens-100K's ``u{fold}.base`` / ``u{fold}.test`` (the GC-MC paper's
 protocol; validation is a seeded ``val_fraction`` of the base file), ``ratio`` splits the ratings
 of any source that has them at random by ``ratios``. Models train on the graph of the training
-triples only. A source without ratings is refused, naming ``data.dataset``.
+triples only. A source without ratings is refused, naming ``data.dataset``. ``features`` builds
+user / item side features (``data.features``, as for the ranking DataModules; ml-100k's ``u.user`` /
+``u.item``), fitted on the users and items of the training ratings only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -18,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from graphrec_lab.data.datamodule import resolve_data_dir
 from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGraph
 from graphrec_lab.data.sampling import sharded_eval_loader
+from graphrec_lab.data.side_features import read_ml100k_tables, side_features
 from graphrec_lab.data.sources import resolve_source
 from graphrec_lab.data.sources.movielens_ratings import RatingSplit, RatingTriples, read_canonical_split
 from graphrec_lab.data.train_graph import TrainGraph
@@ -66,7 +70,11 @@ class RatingDataModule(pl.LightningDataModule):
         split_seed: seed of the validation hold-out / the ratio split.
         train_batch_size: triples per training step; None = the whole training set (full batch, GC-MC).
         eval_batch_size: triples per evaluation batch.
+        features: user / item side features per column (``data.features``; ml-100k), fitted on the
+            users / items of the training ratings.
     """
+
+    feature_report: dict[str, Any] | None = None  # set by side_features(): output columns, unseen categories
 
     def __init__(
         self,
@@ -80,6 +88,7 @@ class RatingDataModule(pl.LightningDataModule):
         train_batch_size: int | None = None,
         eval_batch_size: int = 65536,
         download: bool = False,
+        features: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if split not in SPLITS:
@@ -89,6 +98,8 @@ class RatingDataModule(pl.LightningDataModule):
         self.dataset, self.data_dir, self.split, self.fold = dataset, resolve_data_dir(data_dir), split, fold
         self.val_fraction, self.ratios, self.split_seed, self.download = val_fraction, tuple(ratios), split_seed, download
         self.train_batch_size, self.eval_batch_size = train_batch_size, eval_batch_size
+        self.features = dict(features or {})
+        self._tokens: dict[str, list[str]] | None = None  # raw ids of the dense ids, for side-feature rows
         self._split: RatingSplit | None = None
         self._graph: InteractionGraph | None = None
         self._train_graph: TrainGraph | None = None
@@ -104,6 +115,8 @@ class RatingDataModule(pl.LightningDataModule):
         parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
         trip = [RatingTriples(raw.user[p], raw.item[p], raw.rating[p].float()) for p in parts]
         levels = tuple(float(v) for v in torch.unique(raw.rating).tolist())
+        if raw.user_tokens is not None and raw.item_tokens is not None:
+            self._tokens = {"user": list(raw.user_tokens), "item": list(raw.item_tokens)}
         return RatingSplit(trip[0], trip[1], trip[2], raw.num_users, raw.num_items, levels)
 
     def setup(self, stage: str | None = None) -> None:
@@ -111,6 +124,8 @@ class RatingDataModule(pl.LightningDataModule):
             if self.split == "canonical":
                 folder = resolve_source(self.dataset).path(self.data_dir)
                 self._split = read_canonical_split(folder, self.fold, self.val_fraction, self.split_seed)
+                n_users, n_items = self._split.num_users, self._split.num_items  # the files' 1-based raw ids
+                self._tokens = {"user": [str(i + 1) for i in range(n_users)], "item": [str(i + 1) for i in range(n_items)]}
             else:
                 self._split = self._ratio_split()
 
@@ -138,6 +153,23 @@ class RatingDataModule(pl.LightningDataModule):
             g = self.load_graph()
             self._train_graph = TrainGraph.from_edges(g.train.users, g.train.items, g.num_users, g.num_items)
         return self._train_graph
+
+    def side_features(self) -> dict[str, Tensor]:
+        """``{"user": [U, F_u], "item": [I, F_i]}`` for the configured sides (``data.features``),
+        fitted on the rows of the users / items with training ratings; ``feature_report`` keeps the
+        output columns and the counts of categories unseen in training."""
+        if not self.features:
+            return {}
+        if self.dataset != "ml-100k":
+            raise ValueError(f"data.features: dataset {self.dataset!r} has no side-feature tables (supported: ml-100k)")
+        train = self.ratings.train
+        if self._tokens is None:
+            raise ValueError(f"data.features: the {self.dataset} reader gave no raw ids to match the feature tables' rows")
+        tables = read_ml100k_tables(resolve_source(self.dataset).path(self.data_dir))
+        train_rows = {"user": train.user.unique().numpy(), "item": train.item.unique().numpy()}
+        built = side_features(self.features, tables, self._tokens, train_rows)
+        self.feature_report = {side: {"columns": f.names, "unseen": f.unseen} for side, f in built.items()}
+        return {side: f.values for side, f in built.items()}
 
     def skipped_users(self, split: str) -> int:
         return 0  # every held-out rating is scored
