@@ -69,3 +69,19 @@ def test_bad_sequence_input_is_refused() -> None:
         user_sequences(torch.zeros(3, dtype=torch.long), torch.zeros(2, dtype=torch.long), torch.zeros(3))
     with pytest.raises(SequenceDataError, match="min_length"):
         leave_one_out({0: [1, 2, 3]}, min_length=2)
+
+
+def test_keep_items_with_text_compacts_ids_and_drops_textless_interactions():
+    from graphrec_lab.data.graph import RawInteractions
+    from graphrec_lab.data.sequential import keep_items_with_text
+
+    raw = RawInteractions(
+        user=torch.tensor([0, 0, 1, 1, 2]), item=torch.tensor([0, 1, 2, 3, 1]), num_users=3, num_items=4,
+        timestamp=torch.tensor([5, 6, 7, 8, 9]), item_tokens=["a", "b", "c", "d"], item_text=["A", None, " ", "D"],
+    )  # fmt: skip
+    kept = keep_items_with_text(raw)
+    assert kept.num_items == 2 and kept.item_tokens == ["a", "d"] and kept.item_text == ["A", "D"]
+    assert kept.user.tolist() == [0, 1] and kept.item.tolist() == [0, 1] and kept.timestamp.tolist() == [5, 8]
+    assert kept.num_users == 3  # users keep their ids
+    with pytest.raises(ValueError, match="no item text"):
+        keep_items_with_text(RawInteractions(user=raw.user, item=raw.item, num_users=3, num_items=4))

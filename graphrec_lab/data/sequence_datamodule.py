@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from graphrec_lab.data.datamodule import resolve_data_dir
 from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGraph, RawInteractions
 from graphrec_lab.data.sampling import EvalBatch, sharded_eval_loader
-from graphrec_lab.data.sequential import leave_one_out, pad_sequences, user_sequences
+from graphrec_lab.data.sequential import keep_items_with_text, leave_one_out, pad_sequences, user_sequences
 from graphrec_lab.data.sources import resolve_source
 from graphrec_lab.data.sources.unisrec import read_unisrec, read_unisrec_sequences
 from graphrec_lab.data.synthetic import generate_synthetic
@@ -130,6 +130,8 @@ class SequentialDataModule(pl.LightningDataModule):
         train_batch_size, eval_batch_size: samples per batch.
         sampler_seed: seed of the training shuffle.
         length_batches: training batches of similar history length (``LengthBatches``); false: uniform shuffle.
+        text_items_only: keep only the items with a non-empty text (timestamped sources; ids compacted),
+            for transfer through text from a source where many items have none (the MIND sample).
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class SequentialDataModule(pl.LightningDataModule):
         length_batches: bool = True,
         train_user_fraction: float = 1.0,
         split_seed: int = 0,
+        text_items_only: bool = False,
     ) -> None:
         super().__init__()
         if max_length < 1:
@@ -155,6 +158,7 @@ class SequentialDataModule(pl.LightningDataModule):
         if not 0.0 < train_user_fraction <= 1.0:
             raise ValueError(f"data.train_user_fraction={train_user_fraction}: must be in (0, 1]")
         self.train_user_fraction = train_user_fraction
+        self.text_items_only = text_items_only
         self.split_seed = split_seed
         self.dataset = dataset
         self.data_dir = resolve_data_dir(data_dir)
@@ -194,6 +198,10 @@ class SequentialDataModule(pl.LightningDataModule):
             raw = generate_domain(**self.synthetic)
         else:
             raw = resolve_source(self.dataset).load(self.data_dir, download=self.download, **self.reader_kwargs)
+        if self.text_items_only and prefix is not None:
+            raise ValueError("data.text_items_only: the UniSRec release's given sequences index every item; it needs a timestamped source")
+        if self.text_items_only:
+            raw = keep_items_with_text(raw)
         if prefix is not None:
             folder = resolve_source(self.dataset).path(self.data_dir)
             split = read_unisrec_sequences(folder, prefix, raw.num_users, raw.num_items)

@@ -8,9 +8,12 @@ rows are divided by their sums (node out-degree and in-degree normalisation).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
+
+from graphrec_lab.data.graph import RawInteractions
 
 
 class SequenceDataError(ValueError):
@@ -132,3 +135,29 @@ def session_graphs(items: torch.Tensor) -> SessionGraphs:
     adj_out = counts / out_deg
     adj_in = (counts / in_deg).transpose(1, 2)
     return SessionGraphs(nodes=nodes, alias=alias, adj_in=adj_in, adj_out=adj_out)
+
+
+def keep_items_with_text(raw: RawInteractions) -> RawInteractions:
+    """``raw`` restricted to the items that have a non-empty text: their interactions kept, the item
+    ids compacted (order kept) and tokens / text / features re-indexed; users keep their ids. For
+    transfer through text, where an item without text has no representation."""
+    if raw.item_text is None:
+        raise SequenceDataError(f"{raw.source} has no item text to keep items by")
+    has_text = torch.tensor([bool(t and t.strip()) for t in raw.item_text], dtype=torch.bool)
+    new_id = torch.cumsum(has_text.long(), 0) - 1
+    keep = has_text[raw.item]
+    kept = has_text.nonzero().squeeze(1).tolist()
+
+    def pick(values):
+        return None if values is None else [values[i] for i in kept]
+
+    return dataclasses.replace(
+        raw,
+        user=raw.user[keep], item=new_id[raw.item[keep]], num_items=len(kept),
+        rating=None if raw.rating is None else raw.rating[keep],
+        timestamp=None if raw.timestamp is None else raw.timestamp[keep],
+        split=None if raw.split is None else raw.split[keep],
+        item_tokens=pick(raw.item_tokens), item_text=pick(raw.item_text),
+        item_features=None if raw.item_features is None else raw.item_features[has_text],
+        source=f"{raw.source} (items with text only)",
+    )  # fmt: skip

@@ -1,8 +1,10 @@
-"""Cross-domain transfer from MovieLens-100K to amazon-scientific through item text.
+"""Cross-domain transfer to amazon-scientific through item text, from MovieLens-100K and the MIND sample.
 
 A text-only UniSRec-style model (``model=unisrec model.feature_mode=features``: frozen MiniLM text
 vectors -> whitening adaptor -> SASRec; no item-ID table in the item representation) is trained on
-the source domain, then evaluated on the target with ``init_from=<source run>``:
+a source domain (``--sources``: ``ml100k``, movie titles and genres; ``mind``, news titles of the
+MIND sample, articles with a title only), then evaluated on the target with
+``init_from=<source run>``:
 
 - ``zero-shot``: no target training (``fit=false``);
 - ``few-shot``: target training on 10% of the target users' samples (``data.train_user_fraction=0.1``),
@@ -12,7 +14,7 @@ the source domain, then evaluated on the target with ``init_from=<source run>``:
 Each cell is one ``run_experiment`` call (``graphrec_lab.config.compose`` + overrides below); its
 record goes to ``records.jsonl`` (committed). ``--report-only`` prints the table from the records.
 
-    python experiments/transfer/ml100k_to_scientific/transfer.py --seeds 2020
+    python experiments/transfer/ml100k_to_scientific/transfer.py --seeds 2020 --sources ml100k mind
     python experiments/transfer/ml100k_to_scientific/transfer.py --report-only
 """
 
@@ -31,7 +33,8 @@ RECORDS = HERE / "records.jsonl"
 COMMON = ["task=sequential", "model=unisrec", "text=frozen", "model.feature_mode=features", "logger=csv",
           "optimized_metric=val/ndcg@10", "trainer.check_val_every_n_epoch=1", "callbacks.early_stopping.patience=5",
           "data.train_batch_size=256"]  # fmt: skip
-SOURCE = ["data=sequential_ml100k", "trainer.max_epochs=10"]
+SOURCES = {"ml100k": ["data=sequential_ml100k", "trainer.max_epochs=10"],
+           "mind": ["data=sequential_mind_sample", "trainer.max_epochs=10"]}  # fmt: skip
 TARGET = ["data=sequential_scientific", "trainer.max_epochs=20"]
 METRICS = ("test/recall@10", "test/ndcg@10", "test/recall@50", "test/ndcg@50")
 
@@ -69,26 +72,41 @@ def _record(cell: str, seed: int, metrics: dict, extra: dict) -> None:
     print(json.dumps(row), flush=True)
 
 
-def measure(seed: int, root: Path) -> None:
-    _record("popularity", seed, _popularity(seed), {})
-    src = _run([*COMMON, *SOURCE, f"seed={seed}", "name=transfer-source-ml100k"], root)
-    extra = {"source_run": src["paths"]["run_dir"], "source_test/ndcg@10": src["metrics"]["test/ndcg@10"]}
-    cells = {
-        "zero-shot": ["fit=false", f"init_from={src['paths']['run_dir']}"],
-        "few-shot-10": ["data.train_user_fraction=0.1", f"init_from={src['paths']['run_dir']}"],
-        "target-only-10": ["data.train_user_fraction=0.1"],
-    }
-    for cell, overrides in cells.items():
-        rec = _run([*COMMON, *TARGET, f"seed={seed}", f"name=transfer-{cell}", *overrides], root)
-        _record(cell, seed, rec["metrics"], {**extra, "best_epoch": rec["metrics"].get("best_epoch"),
-                                             "git_commit": rec.get("git_commit")})  # fmt: skip
+def _stored() -> list[dict]:
+    rows = [json.loads(line) for line in RECORDS.read_text().splitlines()] if RECORDS.exists() else []
+    return [{**r, "source": r.get("source", "ml100k")} for r in rows]  # the first records predate the field
+
+
+def measure(seed: int, sources: list[str], root: Path) -> None:
+    """The seed's cells not yet in ``records.jsonl``: popularity and target-only once, then per source
+    its run, zero-shot and few-shot."""
+    done = {(r["cell"], r["source"]) for r in _stored() if r["seed"] == seed}
+    if not any(cell == "popularity" for cell, _ in done):
+        _record("popularity", seed, _popularity(seed), {"source": None})
+    if not any(cell == "target-only-10" for cell, _ in done):
+        rec = _run([*COMMON, *TARGET, f"seed={seed}", "name=transfer-target-only-10", "data.train_user_fraction=0.1"], root)
+        _record("target-only-10", seed, rec["metrics"], {"source": None, "best_epoch": rec["metrics"].get("best_epoch"),
+                                                         "git_commit": rec.get("git_commit")})  # fmt: skip
+    for source in sources:
+        if ("zero-shot", source) in done and ("few-shot-10", source) in done:
+            continue
+        src = _run([*COMMON, *SOURCES[source], f"seed={seed}", f"name=transfer-source-{source}"], root)
+        extra = {"source": source, "source_run": src["paths"]["run_dir"], "source_test/ndcg@10": src["metrics"]["test/ndcg@10"]}
+        cells = {
+            "zero-shot": ["fit=false", f"init_from={src['paths']['run_dir']}"],
+            "few-shot-10": ["data.train_user_fraction=0.1", f"init_from={src['paths']['run_dir']}"],
+        }
+        for cell, overrides in cells.items():
+            rec = _run([*COMMON, *TARGET, f"seed={seed}", f"name=transfer-{cell}-{source}", *overrides], root)
+            _record(cell, seed, rec["metrics"], {**extra, "best_epoch": rec["metrics"].get("best_epoch"),
+                                                 "git_commit": rec.get("git_commit")})  # fmt: skip
 
 
 def table() -> str:
-    rows = [json.loads(line) for line in RECORDS.read_text().splitlines()]
     groups: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[r["cell"]].append(r)
+    for r in _stored():
+        shared = r["cell"] in ("popularity", "target-only-10")  # these do not depend on a source
+        groups[r["cell"] if shared else f"{r['cell']} from {r['source']}"].append(r)
     out = ["| cell | seeds | Recall@10 | NDCG@10 | Recall@50 | NDCG@50 |", "|---|---:|---:|---:|---:|---:|"]
     for cell, g in groups.items():
         vals = [f"{mean(x[m] for x in g):.4f} ± {pstdev([x[m] for x in g]):.4f}" for m in METRICS]
@@ -99,12 +117,13 @@ def table() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="*", default=[2020, 2021, 2022])
+    p.add_argument("--sources", nargs="*", choices=sorted(SOURCES), default=sorted(SOURCES))
     p.add_argument("--root", type=Path, default=HERE / "outputs")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
     if not args.report_only:
         for seed in args.seeds:
-            measure(seed, args.root)
+            measure(seed, args.sources, args.root)
     print(table())
 
 
