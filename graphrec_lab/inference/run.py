@@ -206,6 +206,12 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
             ckpt_path = recorded
             ckpt = torch.load(recorded, map_location="cpu", weights_only=False)
 
+    scorer = (cfg.task.get("scorer") or {}).get("kind", "dot")
+    if scorer != "dot":
+        raise RunLoadError(
+            f"{run_dir}: trained with task.scorer.kind={scorer}; recommend, export, explain and ensemble score "
+            "runs by the dot product of user and item representations, so they load dot-scorer runs only"
+        )
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -154,8 +154,13 @@ class TrainingKnobs:
 
 
 @torch.no_grad()
-def pick_hard(batch: TrainBatch, candidates: Tensor, user_emb: Tensor, item_emb: Tensor) -> TrainBatch:
+def pick_hard(batch: TrainBatch, candidates: Tensor, user_emb: Tensor, item_emb: Tensor, scorer: nn.Module | None = None) -> TrainBatch:
     """Dynamic negative sampling: per slot, the candidate of [B, K, M] the embeddings (users [U, D],
-    items [I, D]) score highest; the batch's ``neg_items`` become those [B K]."""
-    scores = torch.einsum("bd,bkmd->bkm", user_emb.index_select(0, batch.users), item_emb[candidates])
+    items [I, D]) score highest (by ``scorer.score``; None: the dot product); the batch's
+    ``neg_items`` become those [B K]."""
+    users = user_emb.index_select(0, batch.users)
+    if scorer is None or getattr(scorer, "kind", "dot") == "dot":
+        scores = torch.einsum("bd,bkmd->bkm", users, item_emb[candidates])
+    else:
+        scores = scorer.score(users[:, None, None, :], item_emb[candidates])
     return TrainBatch(batch.users, batch.pos_items, hardest_negatives(candidates, scores).reshape(-1))

@@ -25,13 +25,14 @@ from graphrec_lab.evaluation.evaluator import METRICS, FullRankingEvaluator
 from graphrec_lab.evaluation.groups import GroupSpec
 from graphrec_lab.models.base import Recommender
 from graphrec_lab.models.gnn.base import GraphRecommender
+from graphrec_lab.models.scorers import DotScorer, build_scorer, scorer_kind
 from graphrec_lab.training.adapters import TextAdapterCheckpoints
 from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
 from graphrec_lab.training.knobs import TrainingKnobs, pick_hard
 from graphrec_lab.training.optim import OptimizerName, ScheduleName
-from graphrec_lab.training.lazy_adam import LazyRowAdam
 from graphrec_lab.training.losses import RANKING_LOSSES, LossName, l2_batch_loss
 from graphrec_lab.training.objectives import Objective, StepContext
+from graphrec_lab.training.task_checks import check_knobs, check_sampling
 
 # Evaluation metrics are logged per epoch with sync_dist=False on purpose: the metric states were
 # already summed across ranks in compute(), so every rank logs the same exact value.
@@ -46,6 +47,7 @@ class NonFiniteLossError(ArithmeticError):
 
 if TYPE_CHECKING:  # the text package imports transformers; only LoRA runs need it at run time
     from graphrec_lab.models.text.fusion import ItemTextFeatures
+    from graphrec_lab.training.lazy_adam import LazyRowAdam
 
 
 class RecommendationTask(TextAdapterCheckpoints):
@@ -68,6 +70,9 @@ class RecommendationTask(TextAdapterCheckpoints):
             every metric is also reported as ``<group>/<metric>@k`` with targets restricted to the group.
         group_metrics: generalisation groups from the training graph (``evaluation.groups``): e.g.
             ``[popularity, activity]`` adds ``head/``, ``mid/``, ``tail/`` and ``active_*/`` metrics.
+        scorer: how a (user, item) pair of representations is scored (``models.scorers``):
+            ``{kind: dot}`` (default) or ``{kind: mlp, hidden: [64, 32], dropout, gmf}`` (NeuMF-style),
+            in training, hard-negative picking and full-ranking evaluation alike.
         sampling: ``{"fanouts": [k_1, ..., k_K]}`` trains each batch on a neighbour-sampled
             computation graph (``data.neighbor_sampling``; one fanout per model layer) instead of the
             full graph, for graphs whose full propagation does not fit. Evaluation stays full-graph.
@@ -140,6 +145,7 @@ class RecommendationTask(TextAdapterCheckpoints):
         monitor: str = "val/ndcg@20",
         monitor_mode: Literal["max", "min"] = "max",
         group_metrics: Sequence[str] | Mapping[str, Any] | None = None,
+        scorer: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if nonfinite_loss not in NONFINITE_LOSS:
@@ -171,58 +177,27 @@ class RecommendationTask(TextAdapterCheckpoints):
         self._lazy_rows: tuple[Tensor, Tensor] | None = None
         self._sampler: NeighborSampler | None = None
         self._sample_generator: torch.Generator | None = None
-        self._check_knobs()
+        self.scorer_spec = dict(scorer or {})
+        try:
+            self.scorer_kind = scorer_kind(self.scorer_spec)
+        except ValueError as err:  # it names the task.scorer key
+            raise ConfigError(str(err)) from None
+        self.scorer: nn.Module = DotScorer()  # an MLP scorer is built by attach_graph, once its input width is known
+        check_knobs(self, type(self).training_step is RecommendationTask.training_step)
         if self.sampling is not None:
-            self._check_sampling()
+            self._lazy = check_sampling(self)
         self._negatives: NegativeSampler | None = None  # built by attach_graph unless the default draw suffices
         self._negative_generator: torch.Generator | None = None
-
-    def _check_knobs(self) -> None:
-        """What the knobs (checked by ``TrainingKnobs``) need of this task and its text encoder."""
-        if type(self).training_step is not RecommendationTask.training_step and not self.knobs.default_step:
-            raise ConfigError(
-                f"task.loss / task.negative_sampler / task.num_negatives: {type(self).__name__} trains with its own step "
-                "(BPR, one uniform negative); keep loss=bpr, negative_sampler=uniform, num_negatives=1"
-            )
-        if self.knobs.negative_sampler == "hard" and self.text is not None:
-            raise ConfigError("task.negative_sampler=hard: LoRA text encodes the step's items before the model scores candidates; use another sampler")
-
-    def _check_sampling(self) -> None:
-        assert self.sampling is not None
-        fanouts = list(self.sampling.get("fanouts") or [])
-        unknown = sorted(set(self.sampling) - {"fanouts", "row_updates"})
-        if unknown:
-            raise ConfigError(f"task.sampling: unknown keys {unknown}; accepted: fanouts, row_updates")
-        row_updates = self.sampling.get("row_updates", "dense")
-        if row_updates not in ("dense", "lazy_adam"):
-            raise ConfigError(f"task.sampling.row_updates={row_updates!r}: expected dense or lazy_adam")
-        if not isinstance(self.model, GraphRecommender):
-            raise ConfigError(f"task.sampling: {type(self.model).__name__} does not propagate over a sampled user-item graph")
-        if len(fanouts) != self.model.num_layers or min(fanouts, default=0) < 1:
-            raise ConfigError(
-                f"task.sampling.fanouts={fanouts}: need one positive fanout per layer ({self.model.num_layers} for "
-                f"{type(self.model).__name__}, model.num_layers)"
-            )
-        if len(self.objectives) or self.text is not None:
-            raise ConfigError("task.sampling: objectives and LoRA text need full-graph training; drop one of them")
-        if self.knobs.negative_sampler == "hard":
-            raise ConfigError("task.negative_sampler=hard scores candidates with full-graph embeddings; not with task.sampling")
-        if row_updates == "lazy_adam":
-            if self.knobs.optimizer != "adam" or self.knobs.lr_schedule != "none":
-                raise ConfigError(
-                    f"task.sampling.row_updates=lazy_adam is Adam at a fixed rate on the ID rows: it needs task.optimizer=adam "
-                    f"and task.lr_schedule=none (got {self.knobs.optimizer!r}, {self.knobs.lr_schedule!r})"
-                )
-            node_input = self.model.input
-            if node_input.embedding is None or not node_input.ids_only:
-                raise ConfigError("task.sampling.row_updates=lazy_adam needs ID embeddings in one shared table (feature_mode=id)")
-            self._lazy = LazyRowAdam(node_input.embedding.weight, self.knobs.embedding_lr or self.lr, weight_decay=self.weight_decay)
 
     # -------------------------------------------------------------- graph plumbing
     def attach_graph(self, graph: TrainGraph) -> None:
         """The training graph models propagate over (kept out of the checkpoint: it is data). Objectives
         that own parameters shaped by the model's outputs create them here (``Objective.bind``)."""
         self._graph = graph
+        if self.scorer_kind != "dot" and isinstance(self.scorer, DotScorer):
+            with torch.no_grad():  # the representations' width (NGCF's concatenated readout is wider than D)
+                width = self.model(graph)[0].shape[-1]
+            self.scorer = build_scorer(self.scorer_spec, width)
         if self.group_spec.enabled:  # groups come from training degrees, known only with the graph
             for evaluator in (self.val_evaluator, self.test_evaluator):
                 evaluator.add_graph_groups(self.group_spec, graph.item_degree, graph.user_degree)
@@ -358,15 +333,15 @@ class RecommendationTask(TextAdapterCheckpoints):
             else:
                 user_emb, item_emb, layers = self._bpr_pass(graph)
                 if candidates is not None:
-                    batch = pick_hard(batch, candidates, user_emb, item_emb)
+                    batch = pick_hard(batch, candidates, user_emb, item_emb, self.scorer)
                 # index_select (backward: index_add) is ~2x cheaper on CPU than advanced indexing's index_put.
                 u = user_emb.index_select(0, batch.users)
                 items = item_emb.index_select(0, torch.cat([batch.pos_items, batch.neg_items]))
-        pos = (u * items[: len(batch)]).sum(-1)
+        pos = self.scorer.score(u, items[: len(batch)])  # [B]
         if batch.neg_items.numel() == len(batch):
-            neg = (u * items[len(batch) :]).sum(-1)  # [B]
+            neg = self.scorer.score(u, items[len(batch) :])  # [B]
         else:
-            neg = (u.unsqueeze(1) * items[len(batch) :].view(len(batch), -1, u.size(-1))).sum(-1)  # [B, K]
+            neg = self.scorer.score(u.unsqueeze(1), items[len(batch) :].view(len(batch), -1, u.size(-1)))  # [B, K]
         bpr = RANKING_LOSSES[self.knobs.loss](pos, neg, self.knobs.softmax_temperature)
         reg = bpr.new_zeros(())
         if self.l2_reg > 0:
@@ -449,7 +424,7 @@ class RecommendationTask(TextAdapterCheckpoints):
     def _eval_step(self, evaluator: FullRankingEvaluator, batch: EvalBatch) -> None:
         assert self._eval_embeddings is not None
         user_emb, item_emb = self._eval_embeddings
-        scores = user_emb[batch.users] @ item_emb.T  # [B, I]
+        scores = self.scorer.all_items(user_emb[batch.users], item_emb)  # [B, I]
         evaluator.update(scores, batch)
 
     def _end_eval(self, evaluator: FullRankingEvaluator, split: str) -> dict[str, float]:
