@@ -21,7 +21,7 @@ from graphrec_lab.data.cache import load_or_build
 from graphrec_lab.data.graph import DataValidationError, InteractionGraph
 from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty, cold_item_mask
 from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers, sharded_eval_loader
-from graphrec_lab.data.side_features import read_ml100k_tables, side_features
+from graphrec_lab.data.side_features import feature_tables, side_features
 from graphrec_lab.data.sources import DatasetSource, ensure_files, file_sha256, resolve_source
 from graphrec_lab.data.synthetic import generate_synthetic
 from graphrec_lab.data.train_graph import TrainGraph
@@ -284,10 +284,8 @@ class InteractionDataModule(pl.LightningDataModule):
         ``feature_report``."""
         if not self.features:
             return {}
-        if self.dataset != "ml-100k":
-            raise ValueError(f"data.features: dataset {self.dataset!r} has no side-feature tables (supported: ml-100k)")
         graph = self.load_graph()
-        tables = read_ml100k_tables(self._source().path(self.data_dir))
+        tables = feature_tables(self._source(), self._source().path(self.data_dir))
         tokens = {"user": list(graph.user_tokens or []), "item": list(graph.item_tokens or [])}
         train_rows = {"user": graph.train.users.unique().numpy(), "item": graph.train.items.unique().numpy()}
         built = side_features(self.features, tables, tokens, train_rows)

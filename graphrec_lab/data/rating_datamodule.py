@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from graphrec_lab.data.datamodule import resolve_data_dir
 from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGraph
 from graphrec_lab.data.sampling import sharded_eval_loader
-from graphrec_lab.data.side_features import read_ml100k_tables, side_features
+from graphrec_lab.data.side_features import feature_tables, side_features
 from graphrec_lab.data.sources import resolve_source
 from graphrec_lab.data.sources.movielens_ratings import RatingSplit, RatingTriples, read_canonical_split
 from graphrec_lab.data.train_graph import TrainGraph
@@ -160,12 +160,11 @@ class RatingDataModule(pl.LightningDataModule):
         output columns and the counts of categories unseen in training."""
         if not self.features:
             return {}
-        if self.dataset != "ml-100k":
-            raise ValueError(f"data.features: dataset {self.dataset!r} has no side-feature tables (supported: ml-100k)")
+        source = resolve_source(self.dataset)
+        tables = feature_tables(source, source.path(self.data_dir))  # refuses a dataset without tables first
         train = self.ratings.train
         if self._tokens is None:
             raise ValueError(f"data.features: the {self.dataset} reader gave no raw ids to match the feature tables' rows")
-        tables = read_ml100k_tables(resolve_source(self.dataset).path(self.data_dir))
         train_rows = {"user": train.user.unique().numpy(), "item": train.item.unique().numpy()}
         built = side_features(self.features, tables, self._tokens, train_rows)
         self.feature_report = {side: {"columns": f.names, "unseen": f.unseen} for side, f in built.items()}

@@ -23,7 +23,6 @@ top-K task does, for comparisons with the graph models on the same split.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,7 @@ from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGra
 from graphrec_lab.data.sampling import EvalBatch, sharded_eval_loader
 from graphrec_lab.data.sequential import keep_items_with_text, leave_one_out, pad_sequences, user_sequences
 from graphrec_lab.data.sources import resolve_source
-from graphrec_lab.data.sources.unisrec import read_unisrec, read_unisrec_sequences
+from graphrec_lab.data.sources.unisrec import read_unisrec_sequences, unisrec_prefix
 from graphrec_lab.data.synthetic import generate_synthetic
 from graphrec_lab.data.synthetic_domains import generate_domain
 from graphrec_lab.data.train_graph import TrainGraph
@@ -183,10 +182,7 @@ class SequentialDataModule(pl.LightningDataModule):
     def _unisrec_prefix(self) -> str | None:
         if self.dataset in ("synthetic", "synthetic_domain"):
             return None
-        reader = resolve_source(self.dataset).reader
-        if isinstance(reader, functools.partial) and reader.func is read_unisrec:
-            return str(reader.keywords["dataset"])
-        return None
+        return unisrec_prefix(resolve_source(self.dataset))
 
     def _load(self) -> None:
         if self._split is not None:

@@ -11,12 +11,14 @@ Kinds: ``numeric`` (median imputation, standardisation), ``onehot`` (most-freque
 one-hot; categories unseen in the training rows encode as all zeros and are counted), ``ordinal``
 (unseen: -1, counted), ``hashing`` (``n_features`` buckets, no vocabulary), ``multihot`` (a
 ``|``-separated set, one column per value seen in training). ``prefix: n`` keeps the first n
-characters of a categorical value (ZIP-code regions).
+characters of a categorical value (ZIP-code regions); ``min_count: n`` (onehot) groups the categories
+seen in fewer than n training rows, and unseen ones, into one ``<col>=infrequent_sklearn`` column.
 
 The pipeline is fitted on the rows of the users / items that have training interactions only, so no
 statistic of a held-out (cold-start) user or item leaks into the features; every row is then
-transformed. Tables come from the dataset's files (``ml-100k``: ``u.user`` age, gender, occupation,
-zip; ``u.item`` year, genres).
+transformed. Tables come from the dataset's files (``feature_tables``; ``ml-100k``: ``u.user`` age,
+gender, occupation, zip; ``u.item`` year, genres; UniSRec releases such as ``amazon-scientific``:
+items' title, categories (the whole path), brand).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import Tensor
+
+from graphrec_lab.data.sources.base import DatasetSource
+from graphrec_lab.data.sources.unisrec import read_unisrec_item_fields, unisrec_prefix
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or built (it is slow to import)
     import pandas as pd
@@ -47,6 +52,7 @@ class ColumnSpec:
     kind: str
     prefix: int | None = None
     n_features: int = 16
+    min_count: int = 1  # onehot: categories with fewer training rows share one "infrequent" column
 
     @classmethod
     def parse(cls, side: str, name: str, value: Any, available: list[str]) -> ColumnSpec:
@@ -57,10 +63,12 @@ class ColumnSpec:
         kind = opts.pop("kind", None)
         if kind not in KINDS:
             raise FeatureConfigError(f"{key}.kind={kind!r}: expected one of {KINDS}")
-        unknown = sorted(set(opts) - {"prefix", "n_features"})
+        unknown = sorted(set(opts) - {"prefix", "n_features", "min_count"})
         if unknown:
-            raise FeatureConfigError(f"{key}: unknown options {unknown} (prefix, n_features)")
-        return cls(name, kind, opts.get("prefix"), int(opts.get("n_features", 16)))
+            raise FeatureConfigError(f"{key}: unknown options {unknown} (prefix, n_features, min_count)")
+        if "min_count" in opts and kind != "onehot":
+            raise FeatureConfigError(f"{key}.min_count: only kind=onehot groups rare categories")
+        return cls(name, kind, opts.get("prefix"), int(opts.get("n_features", 16)), int(opts.get("min_count", 1)))
 
 
 @dataclass
@@ -118,7 +126,14 @@ def build_features(table: pd.DataFrame, specs: list[ColumnSpec], train_rows: np.
             continue
         seen = set(values[train_mask, 0])
         unseen[spec.name] = int(sum(v not in seen for v in values[~train_mask, 0]))
-        if spec.kind == "onehot":
+        if spec.kind == "onehot" and spec.min_count > 1:
+            # scikit-learn groups categories seen fewer than min_count times in training, and unseen
+            # ones, into one infrequent column.
+            enc = OneHotEncoder(min_frequency=spec.min_count, handle_unknown="infrequent_if_exist", sparse_output=False)
+            enc.fit(values[train_mask])
+            blocks.append(enc.transform(values))
+            names += [f"{spec.name}={n.split('_', 1)[1]}" for n in enc.get_feature_names_out(["x"])]
+        elif spec.kind == "onehot":
             enc = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(values[train_mask])
             blocks.append(enc.transform(values))
             names += [f"{spec.name}={c}" for c in enc.categories_[0]]
@@ -153,6 +168,22 @@ def read_ml100k_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
     return {"user": users.set_index("id"), "item": table.set_index("id")}
 
 
+def feature_tables(source: DatasetSource, folder: str | Path) -> dict[str, pd.DataFrame]:
+    """The side-feature tables of a dataset, indexed by raw id: ml-100k's ``u.user`` / ``u.item``
+    (``read_ml100k_tables``), or the item fields of a UniSRec release (``amazon-scientific``: title,
+    categories as one path string, brand). Other sources have none: a ``ValueError`` names
+    ``data.features``."""
+    import pandas as pd
+
+    if source.name == "ml-100k":
+        return read_ml100k_tables(folder)
+    prefix = unisrec_prefix(source)
+    if prefix is not None:
+        fields = read_unisrec_item_fields(folder, prefix)
+        return {"item": pd.DataFrame.from_dict(fields, orient="index", dtype="string")}
+    raise ValueError(f"data.features: dataset {source.name!r} has no side-feature tables (supported: ml-100k, UniSRec releases)")
+
+
 def side_features(spec: dict[str, Any], tables: dict[str, pd.DataFrame], tokens: dict[str, list[str]],
                   train_rows: dict[str, np.ndarray]) -> dict[str, SideFeatures]:  # fmt: skip
     """The configured sides' features, rows in dense-id order (``tokens[side][dense id]`` = raw id)."""
@@ -165,6 +196,8 @@ def side_features(spec: dict[str, Any], tables: dict[str, pd.DataFrame], tokens:
     for side, columns in spec.items():
         if not columns:
             continue
+        if side not in tables:
+            raise FeatureConfigError(f"data.features.{side}: this dataset has no {side} table (it has: {sorted(tables)})")
         table = tables[side].reindex(tokens[side])  # ids without a row: all missing
         specs = [ColumnSpec.parse(side, name, value, list(table.columns)) for name, value in columns.items()]
         out[side] = build_features(table.reset_index(drop=True), specs, train_rows[side], side, min_variance)

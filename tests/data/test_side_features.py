@@ -86,3 +86,40 @@ def test_cold_start_users_have_no_training_interactions_and_their_own_metrics(tm
     assert set(torch.nonzero(cold).flatten().tolist()) <= set(held.tolist())  # every cold user is evaluated
     metrics = run_experiment(compose(tiny_overrides(tmp_path, "data.cold_user_fraction=0.2")))
     assert {"test/cold_users/recall@20", "test/warm_users/recall@20"} <= set(metrics)
+
+
+def test_min_count_groups_rare_and_unseen_categories():
+    table = pd.DataFrame({"brand": ["a", "a", "a", "b", "c", "z"]})  # b, c: one training row each; z: unseen
+    out = build_features(table, [ColumnSpec("brand", "onehot", min_count=2)], np.arange(5), "item")
+    assert out.names == ["brand=a", "brand=infrequent_sklearn"]
+    assert out.values.tolist() == [[1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]]
+    assert out.unseen == {"brand": 1}
+    with pytest.raises(FeatureConfigError, match=r"data.features.item.brand.min_count: only kind=onehot"):
+        ColumnSpec.parse("item", "brand", {"kind": "ordinal", "min_count": 2}, ["brand"])
+
+
+def test_unisrec_release_item_fields_feed_item_features(tmp_path):
+    """amazon-scientific-style release: brand and the category path become item columns; a user side
+    is refused by name (the release has no user table)."""
+    from graphrec_lab.data.sources import resolve_source
+    from graphrec_lab.data.side_features import feature_tables
+
+    folder = tmp_path / "Tiny"
+    folder.mkdir()
+    (folder / "Tiny.item2index").write_text("A1\t0\nA2\t1\nA3\t2\n")
+    (folder / "Tiny.text").write_text(
+        "item_id:token\ttext:token_seq\n"
+        "A1\tDrill bit. Industrial & Scientific Tools Drills. Bosch. \n"
+        "A2\tSaw. Industrial & Scientific Tools Saws. Makita. \n"
+        "A3\tTape. Industrial & Scientific Tapes. 3M. \n"
+    )  # fmt: skip
+    tables = feature_tables(resolve_source("unisrec:Tiny"), folder)
+    assert list(tables) == ["item"] and tables["item"].loc["A3", "brand"] == "3M"
+    assert tables["item"].loc["A1", "categories"] == "Industrial & Scientific Tools Drills"
+    built = side_features({"item": {"brand": "onehot", "categories": "onehot"}}, tables, {"item": ["A1", "A2", "A3"]},
+                          {"item": np.array([0, 1])})  # fmt: skip
+    assert built["item"].names == ["brand=Bosch", "brand=Makita", "categories=Industrial & Scientific Tools Drills",
+                                   "categories=Industrial & Scientific Tools Saws"]  # fmt: skip
+    assert built["item"].unseen == {"brand": 1, "categories": 1}  # A3 is not a training item
+    with pytest.raises(FeatureConfigError, match="data.features.user: this dataset has no user table"):
+        side_features({"user": {"age": "numeric"}}, tables, {"user": []}, {"user": np.array([0])})

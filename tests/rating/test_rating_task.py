@@ -124,5 +124,5 @@ def test_rating_side_features_are_fitted_on_training_users(tmp_path):
     assert dm.feature_report["user"]["unseen"] == {"occupation": 1}  # user 1's 'artist' is not a training user's
     assert user.shape == (4, 3) and user[0, 1:].tolist() == [0.0, 0.0]
     assert abs(float(user[1:, 0].mean())) < 1e-5 and float(user[0, 0]) > 3  # scaled by users 2-4 only
-    with pytest.raises(ValueError, match="data.features: dataset 'recbole:x' has no side-feature tables"):
+    with pytest.raises(ValueError, match="data.features: dataset 'x' has no side-feature tables"):
         RatingDataModule(dataset="recbole:x", split="ratio", features={"user": {"age": "numeric"}}).side_features()

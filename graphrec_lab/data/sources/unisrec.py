@@ -417,3 +417,25 @@ def unisrec_source(
         downloads=(),
         reader=functools.partial(read_unisrec, dataset=prefix),
     )
+
+
+def read_unisrec_item_fields(folder: str | Path, dataset: str = "Scientific", category_root: str | None = "auto") -> dict[str, dict[str, str]]:
+    """``{asin: {title, categories, brand}}`` parsed from ``<dataset>.text`` (items of
+    ``<dataset>.item2index`` with a text row), for side features. ``categories`` is the whole
+    category path as one string (the release joins the levels with spaces, so they cannot be split)."""
+    folder = Path(folder)
+    item_index = _read_index(folder / f"{dataset}.item2index", "item")
+    text_file = folder / f"{dataset}.text"
+    if not text_file.is_file():
+        raise not_found_error([text_file.name], folder, UNISREC_URL)
+    records = _read_text_file(text_file, item_index, "error", category_root, {})
+    tokens = sorted(item_index, key=item_index.__getitem__)
+    return {asin: {k: rec[k] for k in ("title", "categories", "brand")} for asin, rec in zip(tokens, records) if rec is not None}
+
+
+def unisrec_prefix(source: DatasetSource) -> str | None:
+    """The release prefix (``Scientific``) when ``source`` reads a UniSRec release, else None."""
+    reader = source.reader
+    if isinstance(reader, functools.partial) and reader.func is read_unisrec:
+        return str(reader.keywords["dataset"])
+    return None
