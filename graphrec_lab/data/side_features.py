@@ -18,11 +18,13 @@ The pipeline is fitted on the rows of the users / items that have training inter
 statistic of a held-out (cold-start) user or item leaks into the features; every row is then
 transformed. Tables come from the dataset's files (``feature_tables``; ``ml-100k``: ``u.user`` age,
 gender, occupation, zip; ``u.item`` year, genres; UniSRec releases such as ``amazon-scientific``:
-items' title, categories (the whole path), brand).
+items' title, categories (the whole path), brand; RecBole atomic folders (``recbole:<name>``): every
+field of ``<name>.user`` / ``<name>.item``, ``token_seq`` fields as ``|``-joined sets).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import torch
 from torch import Tensor
 
 from graphrec_lab.data.sources.base import DatasetSource
+from graphrec_lab.data.sources.recbole_atomic import read_recbole_atomic, read_recbole_tables
 from graphrec_lab.data.sources.unisrec import read_unisrec_item_fields, unisrec_prefix
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or built (it is slow to import)
@@ -181,7 +184,16 @@ def feature_tables(source: DatasetSource, folder: str | Path) -> dict[str, pd.Da
     if prefix is not None:
         fields = read_unisrec_item_fields(folder, prefix)
         return {"item": pd.DataFrame.from_dict(fields, orient="index", dtype="string")}
-    raise ValueError(f"data.features: dataset {source.name!r} has no side-feature tables (supported: ml-100k, UniSRec releases)")
+    reader = source.reader
+    if reader is read_recbole_atomic or (isinstance(reader, functools.partial) and reader.func is read_recbole_atomic):
+        keywords = reader.keywords if isinstance(reader, functools.partial) else {}
+        tables = read_recbole_tables(folder, keywords.get("dataset"), keywords.get("user_field", "user_id"), keywords.get("item_field", "item_id"))
+        if tables:
+            return tables
+    raise ValueError(
+        f"data.features: dataset {source.name!r} has no side-feature tables (supported: ml-100k, UniSRec releases, "
+        "RecBole atomic folders with .user / .item files)"
+    )
 
 
 def side_features(spec: dict[str, Any], tables: dict[str, pd.DataFrame], tokens: dict[str, list[str]],

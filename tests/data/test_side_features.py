@@ -123,3 +123,23 @@ def test_unisrec_release_item_fields_feed_item_features(tmp_path):
     assert built["item"].unseen == {"brand": 1, "categories": 1}  # A3 is not a training item
     with pytest.raises(FeatureConfigError, match="data.features.user: this dataset has no user table"):
         side_features({"user": {"age": "numeric"}}, tables, {"user": []}, {"user": np.array([0])})
+
+
+def test_recbole_user_and_item_files_feed_side_features(tmp_path):
+    """Any RecBole atomic folder: .user / .item fields become feature columns (token_seq as sets)."""
+    from graphrec_lab.data.sources import resolve_source
+    from graphrec_lab.data.side_features import feature_tables
+
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "toy.inter").write_text("user_id:token\titem_id:token\n" + "".join(f"u{u}\ti{i}\n" for u in range(3) for i in range(3)))
+    (folder / "toy.user").write_text("user_id:token\tage:float\tcity:token\nu0\t20\tA\nu1\t\tB\nu2\t40\tC\n")
+    (folder / "toy.item").write_text("item_id:token\ttags:token_seq\ni0\trock pop\ni1\tfolk\ni2\tjazz\n")
+    tables = feature_tables(resolve_source("recbole:toy"), folder)
+    assert tables["item"].loc["i0", "tags"] == "rock|pop"
+    built = side_features({"user": {"age": "numeric", "city": "onehot"}, "item": {"tags": "multihot"}}, tables,
+                          {"user": ["u0", "u1", "u2"], "item": ["i0", "i1", "i2"]},
+                          {"user": np.array([0, 2]), "item": np.array([0, 1])})  # fmt: skip
+    assert built["user"].names == ["age", "city=A", "city=C"] and built["user"].unseen == {"city": 1}
+    assert float(built["user"].values[1, 0]) == 0.0  # u1's missing age: the training median (30), standardised
+    assert built["item"].names == ["tags=folk", "tags=pop", "tags=rock"] and built["item"].unseen == {"tags": 1}  # jazz

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -238,3 +240,31 @@ def recbole_source(name: str) -> DatasetSource:
         downloads=(),
         reader=read_recbole_atomic,
     )
+
+
+def read_recbole_tables(folder: str | Path, dataset: str | None = None, user_field: str = "user_id",
+                        item_field: str = "item_id") -> dict[str, Any]:  # fmt: skip
+    """``{"user": DataFrame, "item": DataFrame}`` of ``<dataset>.user`` / ``<dataset>.item`` (those
+    present), indexed by the raw id, one string column per other field (the header's names without
+    ``:type``). ``token_seq`` / ``float_seq`` cells are ``|``-joined so a ``multihot`` feature reads
+    them as sets; ``float`` cells stay strings for ``numeric`` to parse (empty: missing)."""
+    import pandas as pd
+
+    folder = Path(folder)
+    dataset = dataset or folder.name
+    out: dict[str, Any] = {}
+    for side, key in (("user", user_field), ("item", item_field)):
+        path = folder / f"{dataset}.{side}"
+        if not path.is_file():
+            continue
+        table = _read_table(path)
+        index = table.require(key, side)
+        columns = {}
+        for name, ftype in table.fields:
+            if name == key:
+                continue
+            cells = table.columns[name]
+            columns[name] = ["|".join(c.split()) for c in cells] if ftype.endswith("_seq") else list(cells)
+        frame = pd.DataFrame(columns, index=pd.Index(index, name=key), dtype="string")
+        out[side] = frame[~frame.index.duplicated()]  # a repeated id: the first row, as the reader keeps
+    return out
