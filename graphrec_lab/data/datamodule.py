@@ -287,7 +287,7 @@ class InteractionDataModule(pl.LightningDataModule):
         graph = self.load_graph()
         tables = feature_tables(self._source(), self._source().path(self.data_dir))
         tokens = {"user": list(graph.user_tokens or []), "item": list(graph.item_tokens or [])}
-        train_rows = {"user": graph.train.users.unique().numpy(), "item": graph.train.items.unique().numpy()}
+        train_rows = {"user": graph.train.users.numpy(), "item": graph.train.items.numpy()}
         built = side_features(self.features, tables, tokens, train_rows)
         self.feature_report = {side: {"columns": f.names, "unseen": f.unseen} for side, f in built.items()}
         return {side: f.values for side, f in built.items()}

@@ -165,7 +165,7 @@ class RatingDataModule(pl.LightningDataModule):
         train = self.ratings.train
         if self._tokens is None:
             raise ValueError(f"data.features: the {self.dataset} reader gave no raw ids to match the feature tables' rows")
-        train_rows = {"user": train.user.unique().numpy(), "item": train.item.unique().numpy()}
+        train_rows = {"user": train.user.numpy(), "item": train.item.numpy()}
         built = side_features(self.features, tables, self._tokens, train_rows)
         self.feature_report = {side: {"columns": f.names, "unseen": f.unseen} for side, f in built.items()}
         return {side: f.values for side, f in built.items()}

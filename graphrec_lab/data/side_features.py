@@ -6,6 +6,7 @@
       user: {age: numeric, gender: onehot, occupation: onehot, zip: {kind: onehot, prefix: 1}}
       item: {year: numeric, genres: multihot}
       min_variance: 0.0            # VarianceThreshold after encoding (0: drop constant columns only)
+      mutual_info_k: null          # keep the k columns most informative of the training degree
 
 Kinds: ``numeric`` (median imputation, standardisation), ``onehot`` (most-frequent imputation,
 one-hot; categories unseen in the training rows encode as all zeros and are counted), ``ordinal``
@@ -90,7 +91,8 @@ def _categorical(frame: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
 
 
 def build_features(table: pd.DataFrame, specs: list[ColumnSpec], train_rows: np.ndarray, side: str,
-                   min_variance: float = 0.0) -> SideFeatures:  # fmt: skip
+                   min_variance: float = 0.0, mutual_info_k: int | None = None,
+                   train_degree: np.ndarray | None = None) -> SideFeatures:  # fmt: skip
     """Fit the configured transformers on ``table.iloc[train_rows]`` and transform every row.
 
     ``table``: one row per dense id (``len(table)`` = number of users or items)."""
@@ -108,6 +110,8 @@ def build_features(table: pd.DataFrame, specs: list[ColumnSpec], train_rows: np.
     for spec in specs:
         if spec.kind == "numeric":
             x = pd.to_numeric(table[spec.name], errors="coerce").to_numpy(dtype=float).reshape(-1, 1)
+            if np.isnan(x[train_mask]).all():
+                raise FeatureConfigError(f"data.features.{side}.{spec.name}: no training row has a numeric value to fit on")
             imputer = SimpleImputer(strategy="median").fit(x[train_mask])
             scaler = StandardScaler().fit(imputer.transform(x[train_mask]))
             blocks.append(scaler.transform(imputer.transform(x)))
@@ -149,6 +153,19 @@ def build_features(table: pd.DataFrame, specs: list[ColumnSpec], train_rows: np.
     keep = selector.get_support()
     if not keep.any():
         raise FeatureConfigError(f"data.features.{side}: every column is constant on the training rows (min_variance={min_variance})")
+    if mutual_info_k is not None and int(keep.sum()) > mutual_info_k:
+        # Supervised selection needs a target every recommender has: the row's training degree
+        # (log1p), i.e. which attributes tell popular items / active users apart. Fitted on the
+        # training rows only, like everything above.
+        from sklearn.feature_selection import SelectKBest, mutual_info_regression
+
+        if train_degree is None:
+            raise FeatureConfigError(f"data.features.mutual_info_k: no training degrees were given for the {side} side")
+        score = functools.partial(mutual_info_regression, random_state=0)
+        kept = np.flatnonzero(keep)
+        best = SelectKBest(score, k=mutual_info_k).fit(matrix[train_mask][:, kept], np.log1p(train_degree[train_mask]))
+        keep = np.zeros_like(keep)
+        keep[kept[best.get_support()]] = True
     return SideFeatures(torch.from_numpy(matrix[:, keep]).float(), [n for n, k in zip(names, keep) if k], unseen)
 
 
@@ -198,12 +215,17 @@ def feature_tables(source: DatasetSource, folder: str | Path) -> dict[str, pd.Da
 
 def side_features(spec: dict[str, Any], tables: dict[str, pd.DataFrame], tokens: dict[str, list[str]],
                   train_rows: dict[str, np.ndarray]) -> dict[str, SideFeatures]:  # fmt: skip
-    """The configured sides' features, rows in dense-id order (``tokens[side][dense id]`` = raw id)."""
+    """The configured sides' features, rows in dense-id order (``tokens[side][dense id]`` = raw id).
+    ``train_rows[side]``: the dense ids of the training interactions' endpoints (repeats give the
+    training degree ``mutual_info_k`` selects by; unique ids are enough without it)."""
     spec = dict(spec or {})
     min_variance = float(spec.pop("min_variance", 0.0))
+    mutual_info_k = spec.pop("mutual_info_k", None)
+    if mutual_info_k is not None and (not isinstance(mutual_info_k, int) or mutual_info_k < 1):
+        raise FeatureConfigError(f"data.features.mutual_info_k={mutual_info_k!r}: expected a positive integer or null")
     unknown = sorted(set(spec) - {"user", "item"})
     if unknown:
-        raise FeatureConfigError(f"data.features: unknown keys {unknown} (user, item, min_variance)")
+        raise FeatureConfigError(f"data.features: unknown keys {unknown} (user, item, min_variance, mutual_info_k)")
     out = {}
     for side, columns in spec.items():
         if not columns:
@@ -212,5 +234,8 @@ def side_features(spec: dict[str, Any], tables: dict[str, pd.DataFrame], tokens:
             raise FeatureConfigError(f"data.features.{side}: this dataset has no {side} table (it has: {sorted(tables)})")
         table = tables[side].reindex(tokens[side])  # ids without a row: all missing
         specs = [ColumnSpec.parse(side, name, value, list(table.columns)) for name, value in columns.items()]
-        out[side] = build_features(table.reset_index(drop=True), specs, train_rows[side], side, min_variance)
+        rows, counts = np.unique(np.asarray(train_rows[side]), return_counts=True)
+        degree = np.zeros(len(table))
+        degree[rows] = counts
+        out[side] = build_features(table.reset_index(drop=True), specs, rows, side, min_variance, mutual_info_k, degree)
     return out

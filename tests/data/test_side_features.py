@@ -143,3 +143,27 @@ def test_recbole_user_and_item_files_feed_side_features(tmp_path):
     assert built["user"].names == ["age", "city=A", "city=C"] and built["user"].unseen == {"city": 1}
     assert float(built["user"].values[1, 0]) == 0.0  # u1's missing age: the training median (30), standardised
     assert built["item"].names == ["tags=folk", "tags=pop", "tags=rock"] and built["item"].unseen == {"tags": 1}  # jazz
+
+
+def test_mutual_info_keeps_the_columns_that_tell_degrees_apart():
+    """Of two noise columns and one that sets the training degree, mutual_info_k=1 keeps the latter;
+    the selection sees training rows only (held-out rows with the other pattern do not move it)."""
+    rng = np.random.default_rng(0)
+    n = 200
+    signal = np.array(["hi", "lo"] * (n // 2))
+    table = pd.DataFrame({"noise1": rng.choice(["a", "b"], n), "signal": signal, "noise2": rng.normal(size=n).astype(str)})
+    degree = np.where(signal == "hi", 20, 1)
+    train = np.arange(150)
+    ends = np.repeat(train, degree[train])  # interaction endpoints: each training row its degree times
+    spec = {"item": {"noise1": "onehot", "signal": "onehot", "noise2": "numeric"}, "mutual_info_k": 1}
+    table.index = [str(i) for i in range(n)]
+    built = side_features(spec, {"item": table}, {"item": list(table.index)}, {"item": ends})
+    assert len(built["item"].names) == 1 and built["item"].names[0].startswith("signal=")
+    with pytest.raises(FeatureConfigError, match="data.features.mutual_info_k=0"):
+        side_features({**spec, "mutual_info_k": 0}, {"item": table}, {"item": list(table.index)}, {"item": ends})
+
+
+def test_a_numeric_column_without_training_values_is_named():
+    table = pd.DataFrame({"age": [None, None, "30"]})
+    with pytest.raises(FeatureConfigError, match="data.features.user.age: no training row has a numeric value"):
+        build_features(table, [ColumnSpec("age", "numeric")], np.array([0, 1]), "user")
