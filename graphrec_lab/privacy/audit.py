@@ -92,6 +92,9 @@ def load_finished_run(run_dir: str | Path, results: str | Path | None = None) ->
     cfg = OmegaConf.create(record["config"])
     if cfg.get("text") is not None:
         raise AuditError(f"{run_dir}: runs with text features (text={cfg.text.get('_target_')}) are not supported by the audit yet")
+    scorer = (cfg.task.get("scorer") or {}).get("kind", "dot")
+    if scorer != "dot":
+        raise AuditError(f"{run_dir}: trained with task.scorer.kind={scorer}; the audit's signals are dot-product scores")
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     graph = datamodule.load_graph()

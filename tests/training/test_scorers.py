@@ -67,3 +67,7 @@ def test_a_run_trains_and_ranks_with_the_mlp_scorer(out_dir) -> None:
     run_dir = next((out_dir / "runs").glob("*/*/checkpoints")).parent
     with pytest.raises(RunLoadError, match="task.scorer.kind=mlp"):
         load_run(run_dir)
+    from graphrec_lab.privacy.audit import AuditError, load_finished_run
+
+    with pytest.raises(AuditError, match="task.scorer.kind=mlp"):
+        load_finished_run(run_dir, out_dir / "results.jsonl")
