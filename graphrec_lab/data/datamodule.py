@@ -17,15 +17,17 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from graphrec_lab.data.cache import load_or_build
+from graphrec_lab.data.cache import load_or_build, load_or_build_entry
 from graphrec_lab.data.graph import DataValidationError, InteractionGraph
 from graphrec_lab.data.preprocess import PreprocessConfig, build_graph, check_nonempty, cold_item_mask
 from graphrec_lab.data.sampling import CSR, BPRTrainBatches, EvalUsers, sharded_eval_loader
-from graphrec_lab.data.side_features import feature_tables, side_features
+from graphrec_lab.data.side_features import BuiltFeatures, feature_tables, side_features
 from graphrec_lab.data.sources import DatasetSource, ensure_files, file_sha256, resolve_source
 from graphrec_lab.data.synthetic import generate_synthetic
 from graphrec_lab.data.train_graph import TrainGraph
 from graphrec_lab.privacy.edge_dp import parse_privacy, release_bipartite
+
+FEATURES_FORMAT = 1  # bump when side_features changes what a spec builds
 
 log = logging.getLogger(__name__)
 
@@ -285,10 +287,18 @@ class InteractionDataModule(pl.LightningDataModule):
         if not self.features:
             return {}
         graph = self.load_graph()
-        tables = feature_tables(self._source(), self._source().path(self.data_dir))
-        tokens = {"user": list(graph.user_tokens or []), "item": list(graph.item_tokens or [])}
-        train_rows = {"user": graph.train.users.numpy(), "item": graph.train.items.numpy()}
-        built = side_features(self.features, tables, tokens, train_rows)
+
+        def build() -> BuiltFeatures:
+            tables = feature_tables(self._source(), self._source().path(self.data_dir))
+            tokens = {"user": list(graph.user_tokens or []), "item": list(graph.item_tokens or [])}
+            train_rows = {"user": graph.train.users.numpy(), "item": graph.train.items.numpy()}
+            return BuiltFeatures(side_features(self.features, tables, tokens, train_rows))
+
+        # Cached beside the processed graph, keyed by it (source files, preprocessing, split) and the spec.
+        parts = {**self._cache_parts(), "split_hash": graph.content_hash(), "features": self.features, "format": FEATURES_FORMAT}
+        name = "features-" + self.dataset.replace(":", "-").replace("/", "-")
+        built = load_or_build_entry(self.cache_dir, name, parts, build, filename="features.pt", load=BuiltFeatures.load,
+                                    meta=lambda b: {side: f.names for side, f in b.items()})  # fmt: skip
         self.feature_report = {side: {"columns": f.names, "unseen": f.unseen} for side, f in built.items()}
         return {side: f.values for side, f in built.items()}
 

@@ -85,6 +85,19 @@ class SideFeatures:
     unseen: dict[str, int] = field(default_factory=dict)
 
 
+class BuiltFeatures(dict):
+    """``{side: SideFeatures}`` with the ``save`` / ``load`` of the processed-data cache
+    (``data.cache.load_or_build_entry``): the features are cached beside the processed graph."""
+
+    def save(self, path: str | Path) -> None:
+        torch.save({side: {"values": f.values, "names": f.names, "unseen": f.unseen} for side, f in self.items()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> BuiltFeatures:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        return cls({side: SideFeatures(d["values"], list(d["names"]), dict(d["unseen"])) for side, d in raw.items()})
+
+
 def _categorical(frame: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
     col = frame[spec.name].astype("string")
     return col.str.slice(0, spec.prefix) if spec.prefix else col

@@ -167,3 +167,36 @@ def test_a_numeric_column_without_training_values_is_named():
     table = pd.DataFrame({"age": [None, None, "30"]})
     with pytest.raises(FeatureConfigError, match="data.features.user.age: no training row has a numeric value"):
         build_features(table, [ColumnSpec("age", "numeric")], np.array([0, 1]), "user")
+
+
+def test_built_features_are_cached_beside_the_processed_graph(tmp_path, monkeypatch):
+    """A second DataModule with the same data and spec loads the features without reading the
+    tables; another spec builds its own entry; a corrupted entry is rebuilt, not trusted."""
+    import graphrec_lab.data.datamodule as dm_module
+    from graphrec_lab.data.datamodule import InteractionDataModule
+
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    pairs = [(u, i) for u in range(20) for i in range(15) if rng.random() < 0.4]
+    (folder / "toy.inter").write_text("user_id:token\titem_id:token\n" + "".join(f"u{u}\ti{i}\n" for u, i in pairs))
+    (folder / "toy.item").write_text("item_id:token\tgenre:token\n" + "".join(f"i{i}\tg{i % 3}\n" for i in range(15)))
+    spec = {"item": {"genre": "onehot"}}
+
+    def module(features):
+        return InteractionDataModule(dataset="recbole:toy", data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"),
+                                     features=features, split="ratio")  # fmt: skip
+
+    first = module(spec).side_features()["item"]
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith("features-"))
+    assert len(entries) == 1
+    reads = []
+    real = dm_module.feature_tables
+    monkeypatch.setattr(dm_module, "feature_tables", lambda *a: reads.append(a) or real(*a))
+    again = module(spec)
+    assert torch.equal(again.side_features()["item"], first) and not reads  # served from the cache
+    assert again.feature_report["item"]["columns"] == ["genre=g0", "genre=g1", "genre=g2"]
+    module({"item": {"genre": "ordinal"}}).side_features()
+    assert len(reads) == 1 and len([p for p in (tmp_path / "cache").iterdir() if p.name.startswith("features-")]) == 2
+    (tmp_path / "cache" / entries[0] / "features.pt").write_bytes(b"corrupt")
+    assert torch.equal(module(spec).side_features()["item"], first) and len(reads) == 2  # rebuilt from the tables
