@@ -33,13 +33,16 @@ def test_all_items_equals_scoring_every_pair(gmf: bool) -> None:
 def test_hard_negatives_are_the_scorers_highest() -> None:
     torch.manual_seed(1)
     scorer = MLPScorer(4, hidden=(8,)).eval()
-    user_emb, item_emb = torch.randn(3, 4), torch.randn(10, 4)
-    batch = TrainBatch(torch.tensor([0, 2]), torch.tensor([1, 2]), torch.tensor([0, 0]))
-    candidates = torch.randint(3, 10, (2, 1, 5))
+    user_emb, item_emb = torch.randn(16, 4), torch.randn(40, 4)
+    users = torch.arange(16)
+    batch = TrainBatch(users, torch.zeros(16, dtype=torch.long), torch.zeros(16, dtype=torch.long))
+    candidates = torch.randint(1, 40, (16, 1, 8))
     picked = pick_hard(batch, candidates, user_emb, item_emb, scorer).neg_items
-    for b, u in enumerate([0, 2]):
-        scores = torch.stack([scorer.score(user_emb[u], item_emb[c]) for c in candidates[b, 0]])
-        assert int(picked[b]) == int(candidates[b, 0, int(scores.argmax())])
+    for u in range(16):
+        scores = torch.stack([scorer.score(user_emb[u], item_emb[c]) for c in candidates[u, 0]])
+        assert int(picked[u]) == int(candidates[u, 0, int(scores.argmax())])
+    by_dot = pick_hard(batch, candidates, user_emb, item_emb).neg_items
+    assert not torch.equal(picked, by_dot)  # the two scorers disagree here, so the check above can tell them apart
 
 
 def test_bad_scorer_settings_name_the_key(out_dir) -> None:
@@ -61,7 +64,11 @@ def test_a_run_trains_and_ranks_with_the_mlp_scorer(out_dir) -> None:
     width = exp.task.model(exp.datamodule.train_graph)[0].shape[-1]
     assert width > 8 and isinstance(exp.task.scorer, MLPScorer)
     assert exp.task.scorer.out.in_features == width + 8  # the u * i branch (width) + the tower's last layer (8)
+    calls = []
+    real_all_items = exp.task.scorer.all_items
+    exp.task.scorer.all_items = lambda u, i: calls.append(u.shape[0]) or real_all_items(u, i)
     untrained = exp.trainer.validate(exp.task, datamodule=exp.datamodule, verbose=False)[0]["val/ndcg@20"]
+    assert sum(calls) == len(exp.datamodule.eval_users("val"))  # evaluation ranks every user with the MLP
     metrics = run_experiment(compose(overrides))
     assert metrics["val/ndcg@20"] > untrained
     run_dir = next((out_dir / "runs").glob("*/*/checkpoints")).parent
