@@ -146,17 +146,14 @@ def build_features(table: pd.DataFrame, specs: list[ColumnSpec], train_rows: np.
             continue
         seen = set(values[train_mask, 0])
         unseen[spec.name] = int(sum(v not in seen for v in values[~train_mask, 0]))
-        if spec.kind == "onehot" and spec.min_count > 1:
-            # scikit-learn groups categories seen fewer than min_count times in training, and unseen
-            # ones, into one infrequent column.
-            enc = OneHotEncoder(min_frequency=spec.min_count, handle_unknown="infrequent_if_exist", sparse_output=False)
+        if spec.kind == "onehot":
+            # min_count > 1: scikit-learn groups categories seen fewer times in training, and unseen
+            # ones, into one infrequent column; without it unseen categories encode as zeros.
+            min_frequency = spec.min_count if spec.min_count > 1 else None
+            enc = OneHotEncoder(min_frequency=min_frequency, handle_unknown="infrequent_if_exist", sparse_output=False)
             enc.fit(values[train_mask])
             blocks.append(enc.transform(values))
             names += [f"{spec.name}={n.split('_', 1)[1]}" for n in enc.get_feature_names_out(["x"])]
-        elif spec.kind == "onehot":
-            enc = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(values[train_mask])
-            blocks.append(enc.transform(values))
-            names += [f"{spec.name}={c}" for c in enc.categories_[0]]
         else:  # ordinal
             enc = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1).fit(values[train_mask])
             blocks.append(enc.transform(values))
