@@ -83,6 +83,7 @@ class InteractionDataModule(pl.LightningDataModule):
     """
 
     feature_report: dict[str, Any] | None = None  # set by side_features(): output columns, unseen categories
+    _parts_memo: dict | None = None  # see _parts
 
     # The data modules whose every use of the training edges goes through ``_fit_edges``.
     _EDGE_DP_READY = ("InteractionDataModule", "ItemTextDataModule")
@@ -187,10 +188,16 @@ class InteractionDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         self.load_graph()
 
+    def _parts(self) -> dict:
+        """``_cache_parts()``, computed once (it checks and fingerprints the source files)."""
+        if self._parts_memo is None:
+            self._parts_memo = self._cache_parts()
+        return self._parts_memo
+
     def load_graph(self) -> InteractionGraph:
         if self.graph is None:
             name = self.dataset.replace(":", "-").replace("/", "-")
-            self.graph = load_or_build(self.cache_dir, name, self._cache_parts(), self._build)
+            self.graph = load_or_build(self.cache_dir, name, self._parts(), self._build)
         return self.graph
 
     def setup(self, stage: str | None = None) -> None:
@@ -295,7 +302,7 @@ class InteractionDataModule(pl.LightningDataModule):
             return BuiltFeatures(side_features(self.features, tables, tokens, train_rows))
 
         # Cached beside the processed graph, keyed by it (source files, preprocessing, split) and the spec.
-        parts = {**self._cache_parts(), "split_hash": graph.content_hash(), "features": self.features, "format": FEATURES_FORMAT}
+        parts = {**self._parts(), "split_hash": graph.content_hash(), "features": self.features, "format": FEATURES_FORMAT}
         name = "features-" + self.dataset.replace(":", "-").replace("/", "-")
         built = load_or_build_entry(self.cache_dir, name, parts, build, filename="features.pt", load=BuiltFeatures.load,
                                     meta=lambda b: {side: f.names for side, f in b.items()})  # fmt: skip
