@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from graphrec_lab.models.base import Recommender
+from graphrec_lab.models.scorers import scorer_kind
 
 # Where a checkpoint may carry its resolved run config: ``checkpoint["graphrec_lab"]["config"]`` (what
 # RecommendationTask.on_save_checkpoint writes), or a top-level key of these names.
@@ -206,7 +207,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
             ckpt_path = recorded
             ckpt = torch.load(recorded, map_location="cpu", weights_only=False)
 
-    scorer = (cfg.task.get("scorer") or {}).get("kind", "dot")
+    scorer = scorer_kind(cfg.task.get("scorer"))
     if scorer != "dot":
         raise RunLoadError(
             f"{run_dir}: trained with task.scorer.kind={scorer}; recommend, export, explain and ensemble score "

@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from graphrec_lab.data.graph import EdgeSet, InteractionGraph
+from graphrec_lab.models.scorers import scorer_kind
 from graphrec_lab.privacy.edge_dp import EdgeDPError
 from graphrec_lab.tracking.results import ResultStore
 
@@ -92,7 +93,7 @@ def load_finished_run(run_dir: str | Path, results: str | Path | None = None) ->
     cfg = OmegaConf.create(record["config"])
     if cfg.get("text") is not None:
         raise AuditError(f"{run_dir}: runs with text features (text={cfg.text.get('_target_')}) are not supported by the audit yet")
-    scorer = (cfg.task.get("scorer") or {}).get("kind", "dot")
+    scorer = scorer_kind(cfg.task.get("scorer"))
     if scorer != "dot":
         raise AuditError(f"{run_dir}: trained with task.scorer.kind={scorer}; the audit's signals are dot-product scores")
     datamodule = instantiate(cfg.data, _convert_="all")

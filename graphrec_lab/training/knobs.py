@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from graphrec_lab.config import ConfigError
 from graphrec_lab.data.sampling import NegativeSampler, TrainBatch, hardest_negatives, popularity_weights
 from graphrec_lab.data.train_graph import TrainGraph
+from graphrec_lab.models.scorers import DotScorer
 from graphrec_lab.training.losses import RANKING_LOSSES
 from graphrec_lab.training.optim import EpochSchedule, build_optimizer
 
@@ -159,7 +160,7 @@ def pick_hard(batch: TrainBatch, candidates: Tensor, user_emb: Tensor, item_emb:
     items [I, D]) score highest (by ``scorer.score``; None: the dot product); the batch's
     ``neg_items`` become those [B K]."""
     users = user_emb.index_select(0, batch.users)
-    if scorer is None or getattr(scorer, "kind", "dot") == "dot":
+    if scorer is None or isinstance(scorer, DotScorer):
         scores = torch.einsum("bd,bkmd->bkm", users, item_emb[candidates])
     else:
         scores = scorer.score(users[:, None, None, :], item_emb[candidates])
