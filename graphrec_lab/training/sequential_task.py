@@ -37,8 +37,12 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
         model: a ``models.sequential`` model (GRU4Rec, SASRec, SRGNN; text through ``item_features``).
         lr, weight_decay: Adam's.
         ks, metrics: the evaluator's cut-offs and metric names (UniSRec reports Recall and NDCG @10, @50).
-        text: accepted for ``run_experiment``'s interface; only a frozen encoder is supported (its
-            features are a buffer of the model).
+        text: LoRA mode only: the ``models.text.fusion.ItemTextFeatures`` whose adapters train with the
+            model (frozen text features are a plain buffer of the model). As in the top-K task, the
+            model's text buffer is a bank re-encoded without gradients at the start of training and of
+            every evaluation; each step re-encodes at most ``text.max_live_texts`` of the batch's items
+            (history and targets) with gradients. The full softmax scores every item, so the other
+            rows enter the loss from the bank.
         item_groups: accepted for ``run_experiment``'s interface; unused.
     """
 
@@ -53,10 +57,10 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
         item_groups: Any = None,
     ) -> None:
         super().__init__()
-        if text is not None and text.trainable:
-            raise ConfigError("text=lora: the sequential task takes frozen text features only (text=frozen)")
         self.model = model
-        self.text = None
+        self.text = text if text is not None and text.trainable else None
+        if self.text is not None and getattr(model, "adaptor", None) is None:
+            raise ConfigError("text=lora: the model takes no text features (model.feature_mode='id'); use features or sum")
         self.lr = lr
         self.weight_decay = weight_decay
         num_items = getattr(model, "num_items", 0)
@@ -85,10 +89,28 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
     # -------------------------------------------------------------- training
 
     def training_step(self, batch: SequenceBatch, batch_idx: int) -> Tensor:
-        loss = F.cross_entropy(self.model.full_scores(batch.history), batch.target)
+        if self.text is not None:  # LoRA: this step's items re-encoded with gradients, the rest from the bank
+            items = torch.cat([batch.history[batch.history > 0] - 1, batch.target])
+            self.model.live_text = self.text.live_bank(self.model.text_bank(), items)
+        try:
+            loss = F.cross_entropy(self.model.full_scores(batch.history), batch.target)
+        finally:
+            self.model.live_text = None
         self.add_train_loss(loss, len(batch))
         return loss
 
+    def _refresh_text(self) -> None:
+        if self.text is not None:
+            self.text.refresh_bank(self.model.text_bank())
+
+    def on_train_start(self) -> None:
+        self._refresh_text()
+
+    def on_validation_epoch_start(self) -> None:
+        self._refresh_text()
+
+    def on_test_epoch_start(self) -> None:
+        self._refresh_text()
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):  # typed batches move themselves
         if isinstance(batch, SequenceBatch):
@@ -96,7 +118,8 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def configure_optimizers(self):
-        return adam([{"params": [p for p in self.model.parameters() if p.requires_grad]}], self.lr, self.weight_decay)
+        groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}, *self.adapter_param_group(self.lr)]
+        return adam(groups, self.lr, self.weight_decay)
 
     # -------------------------------------------------------------- evaluation
     def _eval_step(self, evaluator: FullRankingEvaluator, batch: SequenceBatch) -> None:

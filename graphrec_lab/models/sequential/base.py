@@ -72,12 +72,23 @@ class SequentialBase(nn.Module):
             padded = torch.cat([torch.zeros(1, item_features.shape[1]), item_features.float()])
             self.register_buffer("text_features", padded)
             self.adaptor = MoEAdaptor(item_features.shape[1], dim, experts, adaptor_dropout)
+        self.live_text: Tensor | None = None  # [I, T] set for one LoRA training step (SequentialTask)
+
+    def text_bank(self) -> Tensor:
+        """The ``[I, T]`` text features without the padding row: a view of the buffer, so writing to it
+        (a LoRA refresh) updates the model."""
+        if self.adaptor is None:
+            raise ValueError("this model has no item text features (model.feature_mode='id')")
+        return self.text_features[1:]
 
     def item_table(self) -> Tensor:
         """``[I + 1, D]`` item representations (row 0: padding)."""
         if self.adaptor is None:
             return self.item_embedding.weight
-        text = self.adaptor(self.text_features)
+        features = self.text_features
+        if self.live_text is not None:  # LoRA step: some rows re-encoded with gradients
+            features = torch.cat([features[:1], self.live_text.to(features.dtype)])
+        text = self.adaptor(features)
         text = text * (torch.arange(text.shape[0], device=text.device) > 0).unsqueeze(1)  # padding row stays 0
         return text + self.item_embedding.weight if self.feature_mode == "sum" else text
 

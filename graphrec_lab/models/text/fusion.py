@@ -135,9 +135,15 @@ class ItemTextFeatures(nn.Module):
 
     def refresh(self, node_input: NodeInput) -> None:
         """LoRA mode: re-encode the bank (the model's item-feature buffer) with the current adapters."""
+        bank = node_input.item_features
+        assert bank is not None or self.mode != "lora"
+        self.refresh_bank(bank)
+
+    def refresh_bank(self, bank: Tensor | None) -> None:
+        """LoRA mode: overwrite ``bank`` [I, H] (a model's item-feature buffer, or a view of it) with
+        every item's encoding under the current adapters; frozen mode: nothing to do."""
         if self.mode != "lora":
             return
-        bank = node_input.item_features
         assert bank is not None
         bank.copy_(self.encode_all().to(bank.device))
 
@@ -146,6 +152,11 @@ class ItemTextFeatures(nn.Module):
         with gradients: [I, H]. At most ``max_live_texts`` distinct items are re-encoded."""
         bank = node_input.item_features
         assert bank is not None
+        return self.live_bank(bank, items, generator)
+
+    def live_bank(self, bank: Tensor, items: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``bank`` [I, H] with the rows of ``items`` (0-based item ids, any shape) re-encoded with
+        gradients, as a new tensor [I, H]; at most ``max_live_texts`` distinct items, drawn uniformly."""
         ids = torch.unique(items)
         if ids.numel() > self.max_live_texts:
             pick = torch.randperm(ids.numel(), generator=generator, device="cpu")[: self.max_live_texts]
