@@ -38,7 +38,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 TOP_LEVEL_KEYS = {
     "data", "model", "task", "trainer", "callbacks", "logger", "paths", "experiment", "text",
     "name", "seed", "optimized_metric", "tags", "group", "fit", "test", "print_table", "hydra", "ckpt_path",
-    "threads", "init_from",
+    "threads", "init_from", "init_from_ids", "init_from_neighbours",
 }
 PATHS_KEYS = {"root", "results"}
 # Arguments run_experiment supplies at instantiation time (never in the config files).
@@ -286,7 +286,8 @@ PARAM_RANGES: dict[str, Range] = {
 TOP_LEVEL_TYPES: dict[str, Any] = {
     "name": str | None, "seed": int, "optimized_metric": str, "tags": list[str], "group": str | None,
     "fit": bool, "test": bool, "print_table": bool, "ckpt_path": str | None,
-    "threads": int | Literal["auto"], "init_from": str | None,
+    "threads": int | Literal["auto"], "init_from": str | None, "init_from_ids": Literal["fresh", "text"],
+    "init_from_neighbours": int,
 }
 
 

@@ -153,8 +153,11 @@ def _run(
     if cfg.get("init_from"):
         if cfg.get("ckpt_path"):
             raise ConfigError("init_from and ckpt_path: give one (ckpt_path resumes this run's own checkpoint)")
-        warm = warm_start(model, str(cfg.init_from)).summary()
-        log.info("init_from %s: %d parameters loaded, fresh: %s", warm["checkpoint"], warm["loaded"], warm["fresh"])
+        ids = str(cfg.get("init_from_ids", "fresh"))
+        texts = _item_texts(cfg, datamodule, "init_from_ids=text") if ids == "text" else None
+        warm = warm_start(model, str(cfg.init_from), ids, texts, int(cfg.get("init_from_neighbours", 10))).summary()
+        log.info("init_from %s: %d parameters loaded, fresh: %s, mapped through text: %s", warm["checkpoint"],
+                 warm["loaded"], warm["fresh"], warm.get("mapped", "-"))
     if model.trainable and cfg.fit:
         # ckpt_path with fit=true resumes training from that checkpoint (optimizer and epoch included).
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
@@ -319,10 +322,10 @@ def _build_text(cfg: DictConfig) -> Any:
     return instantiate(cfg.text)
 
 
-def _item_texts(cfg: DictConfig, datamodule: object) -> list[str]:
+def _item_texts(cfg: DictConfig, datamodule: object, key: str = "text") -> list[str]:
     if not implements(datamodule, ItemTextSource):
         raise ConfigError(
-            f"text: data module {type(datamodule).__name__} ({cfg.data.get('dataset')}) has no item text; "
+            f"{key}: data module {type(datamodule).__name__} ({cfg.data.get('dataset')}) has no item text; "
             "use a data config with text (e.g. data=amazon_scientific or data=ml100k_text)"
         )
     return list(datamodule.item_texts())

@@ -123,5 +123,142 @@ def test_init_from_through_run_experiment(tmp_path):
     run_experiment(compose([*base, f"init_from={source}", "fit=false", "+data.synthetic.seed=7"]))
     record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
     assert record["init_from"]["loaded"] > 0 and record["init_from"]["fresh"] == ["item_embedding.weight"]
+    assert "mapped" not in record["init_from"]
+    run_experiment(compose([*base, f"init_from={source}", "init_from_ids=text", "fit=false", "+data.synthetic.seed=7"]))
+    mapped = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])["init_from"]["mapped"]
+    assert [m["table"] for m in mapped] == ["item_embedding.weight"] and mapped[0]["items"] == 30
     with pytest.raises(ConfigError, match="init_from and ckpt_path"):
         run_experiment(compose([*base, f"init_from={source}", f"ckpt_path={source}/checkpoints/best.ckpt"]))
+
+
+def test_text_neighbours_against_a_brute_force_cosine():
+    """TF-IDF neighbours equal a dense brute-force cosine over the same vectorizer; chunking changes nothing."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    import graphrec_lab.training.text_id_map as tim
+
+    source = ["red apple pie", "green apple", "blue car engine", "fast red car", "kitchen knife"]
+    target = ["apple pie recipe", "red car", "garden hose", "knife"]
+    ids, sims = tim.text_neighbours(source, target, k=3)
+    vec = TfidfVectorizer(sublinear_tf=True).fit(source + target)
+    dense = torch.from_numpy((vec.transform(target) @ vec.transform(source).T).toarray()).float()
+    assert torch.allclose(sims, dense.sort(1, descending=True).values[:, :3], atol=1e-6)
+    assert torch.allclose(dense.gather(1, ids), sims, atol=1e-6)
+    assert sims[2].abs().sum() == 0  # "garden hose" shares no term with the source
+    old = tim.CHUNK
+    try:
+        tim.CHUNK = 1
+        ids1, sims1 = tim.text_neighbours(source, target, k=3)
+    finally:
+        tim.CHUNK = old
+    assert torch.allclose(sims1, sims)
+
+
+def test_map_item_rows_copies_same_text_rows_averages_the_rest_and_keeps_unrelated_fresh():
+    from graphrec_lab.training.text_id_map import map_item_rows, text_neighbours
+
+    source = ["alpha beta", "gamma delta", "gamma epsilon"]
+    target = ["gamma delta", "gamma zeta", "omega"]
+    src_rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    fresh = torch.full((3, 2), 7.0)
+    ids, sims = text_neighbours(source, target, k=2)
+    rows, report = map_item_rows(src_rows, fresh, ids, sims, "t")
+    assert torch.equal(rows[0], src_rows[1])  # same text: that item's row
+    w = sims[1].clamp(min=0)
+    assert torch.allclose(rows[1], (w.unsqueeze(1) * src_rows[ids[1]]).sum(0) / w.sum())
+    assert rows[1, 0] == 0 and 1 < rows[1, 1] < 3  # between the two "gamma" items' rows
+    assert torch.equal(rows[2], fresh[2])  # no shared term: fresh
+    assert (report.items, report.mapped, report.exact) == (3, 2, 1)
+
+
+def test_init_from_ids_text_carries_id_rows_through_text(source_id_checkpoint):
+    """An ID-only SASRec trained on one planted domain, warm-started on another planted domain whose
+    items share the text vocabulary: with ids="text" the item rows come from same-topic source items
+    and zero-shot NDCG@10 is well above the fresh-ID warm start (which can only be at chance)."""
+    ckpt, src_dm = source_id_checkpoint
+    dm = _domain("target", planted=True, seed=2)
+    texts = dm.item_texts()
+    scores = {}
+    for ids in ("fresh", "text"):
+        torch.manual_seed(3)
+        model = SASRec(dm._raw.num_items, dim=16, max_length=8, num_layers=1, dropout=0.0)
+        report = warm_start(model, ckpt, ids=ids, target_item_texts=texts if ids == "text" else None, k=5)
+        scores[ids] = _ndcg(model, dm)
+        if ids == "text":
+            assert report.mapped == [{"table": "item_embedding.weight", "items": 48, "mapped": 48, "exact": 48, "mean_top1": 1.0}]
+    assert scores["text"] > 3 * scores["fresh"], scores
+    with pytest.raises(ConfigError, match="init_from_ids=text: this run's data has no item text"):
+        warm_start(SASRec(48, dim=16, max_length=8, num_layers=1), ckpt, ids="text")
+    with pytest.raises(ConfigError, match="init_from_ids='nearest'"):
+        warm_start(SASRec(48, dim=16, max_length=8, num_layers=1), ckpt, ids="nearest")
+
+
+@pytest.fixture(scope="module")
+def source_id_checkpoint(tmp_path_factory):
+    """An ID-only SASRec trained on a planted synthetic domain, saved with its data config (as
+    run_experiment's checkpoints are), so the source items' texts can be rebuilt."""
+    from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
+
+    torch.manual_seed(0)
+    synthetic = {"name": "source", "num_users": 300, "num_items": 60, "length": 10, "planted": True, "seed": 1}
+    dm = _domain("source", planted=True, seed=1, num_items=60)
+    model = SASRec(dm._raw.num_items, dim=16, max_length=8, num_layers=1, dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for _ in range(15):
+        model.train()
+        for batch in dm.train_dataloader():
+            loss = F.cross_entropy(model.full_scores(batch.history), batch.target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    data = {"_target_": "graphrec_lab.data.sequence_datamodule.SequentialDataModule", "dataset": "synthetic_domain",
+            "max_length": 8, "synthetic": synthetic}  # fmt: skip
+    path = tmp_path_factory.mktemp("source-id") / "source.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                CHECKPOINT_KEY: {"config": {"data": data}, "num_items": 60}}, path)  # fmt: skip
+    return path, dm
+
+
+def test_init_from_ids_text_maps_the_item_block_of_a_zoo_table(tmp_path):
+    """LightGCN's [U + I, D] table: the item rows (after the users) are mapped through text with the
+    source's own user count as offset; the user rows keep their fresh initialisation."""
+    from graphrec_lab.models import LightGCN
+    from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
+
+    synthetic = {"name": "source", "num_users": 50, "num_items": 30, "length": 6, "planted": True, "seed": 1}
+    data = {"_target_": "graphrec_lab.data.sequence_datamodule.SequentialDataModule", "dataset": "synthetic_domain",
+            "max_length": 8, "synthetic": synthetic}  # fmt: skip
+    torch.manual_seed(0)
+    src = LightGCN(7, 30, embedding_dim=4)
+    path = tmp_path / "src.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()},
+                CHECKPOINT_KEY: {"config": {"data": data}, "num_users": 7, "num_items": 30}}, path)  # fmt: skip
+    source_texts = _domain("source", planted=True, seed=1, num_items=30).item_texts()
+    target_texts = [source_texts[5], source_texts[9], "nothing in common"]
+    dst = LightGCN(4, 3, embedding_dim=4)
+    before = dst.state_dict()["input.embedding.weight"].clone()
+    report = warm_start(dst, path, ids="text", target_item_texts=target_texts, k=30)
+    table = dst.state_dict()["input.embedding.weight"]
+    source_rows = src.state_dict()["input.embedding.weight"][7:]
+    assert torch.equal(table[:4], before[:4])  # users: fresh
+    same = [i for i, t in enumerate(source_texts) if t == source_texts[5]]
+    assert torch.allclose(table[4], source_rows[same].mean(0))  # same text: the mean of those items' rows
+    assert torch.equal(table[6], before[6])  # no shared term: fresh
+    assert report.mapped[0]["table"] == "input.embedding.weight" and report.mapped[0]["exact"] == 2
+
+
+def test_warm_start_never_loads_separate_user_and_item_tables(tmp_path):
+    """MF keeps separate [U, D] and [I, D] tables: of the same shapes on another dataset they still
+    start fresh (they index other users and items)."""
+    from graphrec_lab.models import MatrixFactorization as BPRMF
+
+    src = BPRMF(5, 6, embedding_dim=4)
+    path = tmp_path / "mf.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()}}, path)
+    dst = SASRec(6, dim=4)  # shares nothing: an error, not a silent ID copy
+    with pytest.raises(ConfigError, match="shares no parameter"):
+        warm_start(dst, path)
+    mf = BPRMF(5, 6, embedding_dim=4)
+    with pytest.raises(ConfigError, match="shares no parameter"):  # only ID tables in common
+        warm_start(mf, path)
+    assert not torch.equal(mf.state_dict()["input.item_embedding.weight"], src.state_dict()["input.item_embedding.weight"])
