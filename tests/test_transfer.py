@@ -262,3 +262,48 @@ def test_warm_start_never_loads_separate_user_and_item_tables(tmp_path):
     with pytest.raises(ConfigError, match="shares no parameter"):  # only ID tables in common
         warm_start(mf, path)
     assert not torch.equal(mf.state_dict()["input.item_embedding.weight"], src.state_dict()["input.item_embedding.weight"])
+
+
+def test_a_multi_domain_dataset_is_the_union_of_its_domains():
+    """data.domains: disjoint ids, each domain's own split shifted into the union, texts concatenated,
+    training rows from every domain; bad domain entries are named."""
+    doms = [{"dataset": "synthetic_domain", "synthetic": {"name": n, "num_users": 40, "num_items": k, "length": 6, "seed": s}}
+            for n, k, s in (("a", 30, 1), ("b", 20, 2))]  # fmt: skip
+    union = SequentialDataModule(dataset="multi", domains=doms, max_length=8)
+    union.setup()
+    parts = [SequentialDataModule(dataset="synthetic_domain", synthetic=d["synthetic"], max_length=8) for d in doms]
+    for p in parts:
+        p.setup()
+    assert (union._raw.num_users, union._raw.num_items) == (80, 50)
+    assert union.item_texts() == parts[0].item_texts() + parts[1].item_texts()
+    assert union.sequences()[40 + 3] == tuple(
+        [i + 30 for i in x] if isinstance(x, list) else x + 30 for x in parts[1].sequences()[3]
+    )
+    assert len(union._rows["train"]) == len(parts[0]._rows["train"]) + len(parts[1]._rows["train"])
+    assert union.load_graph().meta["domains"][1] == {"name": "synthetic_domain/b", "user_offset": 40, "num_users": 40,
+                                                     "item_offset": 30, "num_items": 20}  # fmt: skip
+    with pytest.raises(ValueError, match=r"data.domains\[1\]: unknown keys \['max_len'\]"):
+        SequentialDataModule(dataset="multi", domains=[doms[0], {**doms[1], "max_len": 3}]).setup()
+    with pytest.raises(ValueError, match="data.dataset=multi"):
+        SequentialDataModule(dataset="synthetic_domain", domains=doms)
+
+
+def test_multi_domain_pretraining_then_transfer_through_run_experiment(tmp_path, tiny_encoder_dir):
+    """A text-only model pre-trained on two synthetic domains at once warm-starts a third domain."""
+    from graphrec_lab.config import compose
+    from graphrec_lab.experiment import run_experiment
+
+    common = [f"paths.root={tmp_path}", "task=sequential", "model=unisrec", "model.feature_mode=features", "text=frozen",
+              f"text.encoder.model_name_or_path={tiny_encoder_dir}", "text.encoder.max_length=16", "text.cache_dir=none",
+              "optimized_metric=val/ndcg@10", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
+              "trainer.accelerator=cpu", "logger=csv", "model.dim=8"]  # fmt: skip
+    domains = ("data.domains=[{dataset: synthetic_domain, synthetic: {name: a, num_users: 30, num_items: 20, seed: 1}},"
+               "{dataset: synthetic_domain, synthetic: {name: b, num_users: 30, num_items: 25, seed: 2}}]")
+    run_experiment(compose([*common, "data=sequential_multi", domains]))
+    record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
+    assert (record["data"]["num_users"], record["data"]["num_items"]) == (60, 45)
+    run_experiment(compose([*common, "data=sequential_scientific", "data.dataset=synthetic_domain", "data.reader={}",
+                            "+data.synthetic.name=c", "+data.synthetic.num_users=30", "+data.synthetic.num_items=15",
+                            f"init_from={record['paths']['run_dir']}", "fit=false"]))  # fmt: skip
+    warm = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])["init_from"]
+    assert warm["loaded"] > 0 and "item_embedding.weight" in warm["fresh"]

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from graphrec_lab.data.datamodule import resolve_data_dir
 from graphrec_lab.data.graph import DataValidationError, EdgeSet, InteractionGraph, RawInteractions
+from graphrec_lab.data.multi_domain import union_domains
 from graphrec_lab.data.sampling import EvalBatch, sharded_eval_loader
 from graphrec_lab.data.sequential import keep_items_with_text, leave_one_out, pad_sequences, user_sequences
 from graphrec_lab.data.sources import resolve_source
@@ -131,6 +132,10 @@ class SequentialDataModule(pl.LightningDataModule):
         length_batches: training batches of similar history length (``LengthBatches``); false: uniform shuffle.
         text_items_only: keep only the items with a non-empty text (timestamped sources; ids compacted),
             for transfer through text from a source where many items have none (the MIND sample).
+        domains: with ``dataset="multi"``, the domains of a multi-domain dataset: each a mapping of
+            this class's data arguments (``dataset``, ``reader``, ``synthetic``, ``min_length``,
+            ``text_items_only``); each keeps its own split, ids are made disjoint
+            (``data.multi_domain``). The other arguments apply to the union.
     """
 
     def __init__(
@@ -150,8 +155,13 @@ class SequentialDataModule(pl.LightningDataModule):
         train_user_fraction: float = 1.0,
         split_seed: int = 0,
         text_items_only: bool = False,
+        domains: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
+        if (dataset == "multi") != bool(domains):
+            raise ValueError("data.domains: give the domains with data.dataset=multi (and only then)")
+        self.domains = [dict(d) for d in domains or []]
+        self.domain_blocks: list[dict[str, int]] = []
         if max_length < 1:
             raise ValueError(f"data.max_length={max_length}: must be positive")
         if not 0.0 < train_user_fraction <= 1.0:
@@ -160,6 +170,7 @@ class SequentialDataModule(pl.LightningDataModule):
         self.text_items_only = text_items_only
         self.split_seed = split_seed
         self.dataset = dataset
+        self._data_dir_arg = data_dir
         self.data_dir = resolve_data_dir(data_dir)
         self.download = download
         self.max_length = max_length
@@ -180,12 +191,15 @@ class SequentialDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ sequences
     def _unisrec_prefix(self) -> str | None:
-        if self.dataset in ("synthetic", "synthetic_domain"):
+        if self.dataset in ("synthetic", "synthetic_domain", "multi"):
             return None
         return unisrec_prefix(resolve_source(self.dataset))
 
     def _load(self) -> None:
         if self._split is not None:
+            return
+        if self.domains:
+            self._raw, self._split, self.domain_blocks = self._load_domains()
             return
         prefix = self._unisrec_prefix()
         if self.dataset == "synthetic":
@@ -210,6 +224,21 @@ class SequentialDataModule(pl.LightningDataModule):
             loo = leave_one_out(user_sequences(raw.user, raw.item, raw.timestamp), self.min_length)
             split = {u: (tr, v, t) for u, tr, v, t in zip(loo.users, loo.train, loo.valid, loo.test)}
         self._raw, self._split = raw, split
+
+    def _load_domains(self) -> tuple[RawInteractions, dict, list[dict[str, int]]]:
+        allowed = {"dataset", "reader", "synthetic", "min_length", "text_items_only"}
+        parts = []
+        for i, domain in enumerate(self.domains):
+            unknown = sorted(set(domain) - allowed)
+            if unknown or "dataset" not in domain:
+                raise ValueError(f"data.domains[{i}]: {'unknown keys ' + str(unknown) if unknown else 'no dataset'}; "
+                                 f"a domain takes {sorted(allowed)}")  # fmt: skip
+            child = SequentialDataModule(data_dir=self._data_dir_arg, download=self.download, max_length=self.max_length, **domain)
+            child._load()
+            assert child._raw is not None and child._split is not None
+            name = str(domain["dataset"]) + (f"/{domain['synthetic'].get('name', i)}" if domain.get("synthetic") else "")
+            parts.append((name, child._raw, child._split))
+        return union_domains(parts)
 
     def _build_rows(self) -> None:
         assert self._split is not None
@@ -280,7 +309,8 @@ class SequentialDataModule(pl.LightningDataModule):
                 name=self.dataset, item_text=raw.item_text, user_tokens=raw.user_tokens, item_tokens=raw.item_tokens,
                 meta={"protocol": "sequential leave-one-out", "max_length": self.max_length,
                       "exclude_history": self.exclude_history, "train_samples": len(self._rows["train"]),
-                      "sequence_users": len(self._split)},
+                      "sequence_users": len(self._split),
+                      **({"domains": self.domain_blocks} if self.domain_blocks else {})},
             )  # fmt: skip
         return self._graph
 
