@@ -3,7 +3,8 @@
 A text-only UniSRec-style model (``model=unisrec model.feature_mode=features``: frozen MiniLM text
 vectors -> whitening adaptor -> SASRec; no item-ID table in the item representation) is trained on
 a source domain (``--sources``: ``ml100k``, movie titles and genres; ``mind``, news titles of the
-MIND sample, articles with a title only), then evaluated on the target with
+MIND sample, articles with a title only; ``ml100k+mind``, both at once as one multi-domain dataset,
+``data=sequential_multi``), then evaluated on the target with
 ``init_from=<source run>``:
 
 - ``zero-shot``: no target training (``fit=false``);
@@ -34,7 +35,8 @@ COMMON = ["task=sequential", "model=unisrec", "text=frozen", "model.feature_mode
           "optimized_metric=val/ndcg@10", "trainer.check_val_every_n_epoch=1", "callbacks.early_stopping.patience=5",
           "data.train_batch_size=256"]  # fmt: skip
 SOURCES = {"ml100k": ["data=sequential_ml100k", "trainer.max_epochs=10"],
-           "mind": ["data=sequential_mind_sample", "trainer.max_epochs=10"]}  # fmt: skip
+           "mind": ["data=sequential_mind_sample", "trainer.max_epochs=10"],
+           "ml100k+mind": ["data=sequential_multi", "trainer.max_epochs=10"]}  # fmt: skip
 TARGET = ["data=sequential_scientific", "trainer.max_epochs=20"]
 METRICS = ("test/recall@10", "test/ndcg@10", "test/recall@50", "test/ndcg@50")
 
