@@ -27,9 +27,13 @@ from graphrec_lab.training.adapters import TextAdapterCheckpoints
 from graphrec_lab.training.epoch_loss import EpochMeanLoss
 from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
 from graphrec_lab.training.optim import adam
+from graphrec_lab.training.sequence_losses import item_drop, seq_item_loss, seq_seq_loss
 
 if TYPE_CHECKING:
     from graphrec_lab.models.text.fusion import ItemTextFeatures
+
+
+LOSSES = ("ce", "unisrec")
 
 
 class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
@@ -44,6 +48,10 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
             (history and targets) with gradients. The full softmax scores every item, so the other
             rows enter the loss from the bank.
         item_groups: accepted for ``run_experiment``'s interface; unused.
+        loss: ``ce`` (cross-entropy of the next item over all items) or ``unisrec`` (UniSRec's
+            contrastive pre-training: sequence-item + ``seq_seq_weight`` x sequence-sequence, in-batch
+            negatives at ``temperature``, item-drop augmentation with ``item_drop``;
+            ``training.sequence_losses``). Evaluation ranks by the model's scores either way.
     """
 
     def __init__(
@@ -55,8 +63,18 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
         metrics: Sequence[str] = ("recall", "ndcg"),
         text: ItemTextFeatures | None = None,
         item_groups: Any = None,
+        loss: str = "ce",
+        temperature: float = 0.07,
+        seq_seq_weight: float = 1e-3,
+        item_drop: float = 0.2,
     ) -> None:
         super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"task.loss={loss!r}: task=sequential takes one of {', '.join(LOSSES)}")
+        if temperature <= 0 or not 0.0 <= item_drop < 1.0:
+            raise ConfigError(f"task.temperature={temperature} must be > 0 and task.item_drop={item_drop} in [0, 1)")
+        self.loss = loss
+        self.temperature, self.seq_seq_weight, self.item_drop = temperature, seq_seq_weight, item_drop
         self.model = model
         self.text = text if text is not None and text.trainable else None
         if self.text is not None and getattr(model, "adaptor", None) is None:
@@ -93,10 +111,21 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
             items = torch.cat([batch.history[batch.history > 0] - 1, batch.target])
             self.model.live_text = self.text.live_bank(self.model.text_bank(), items)
         try:
-            loss = F.cross_entropy(self.model.full_scores(batch.history), batch.target)
+            loss = self._loss(batch)
         finally:
             self.model.live_text = None
         self.add_train_loss(loss, len(batch))
+        return loss
+
+    def _loss(self, batch: SequenceBatch) -> Tensor:
+        if self.loss == "ce":
+            return F.cross_entropy(self.model.full_scores(batch.history), batch.target)
+        table = self.model.item_table()  # [I + 1, D]
+        states = self.model(batch.history, table)
+        loss = seq_item_loss(states, table[batch.target + 1], batch.target, self.temperature)
+        if self.seq_seq_weight:
+            augmented = self.model(item_drop(batch.history, self.item_drop), table)
+            loss = loss + self.seq_seq_weight * seq_seq_loss(states, augmented, batch.target, self.temperature)
         return loss
 
     def _refresh_text(self) -> None:

@@ -4,7 +4,8 @@ A text-only UniSRec-style model (``model=unisrec model.feature_mode=features``: 
 vectors -> whitening adaptor -> SASRec; no item-ID table in the item representation) is trained on
 a source domain (``--sources``: ``ml100k``, movie titles and genres; ``mind``, news titles of the
 MIND sample, articles with a title only; ``ml100k+mind``, both at once as one multi-domain dataset,
-``data=sequential_multi``), then evaluated on the target with
+``data=sequential_multi``; ``ml100k+mind-unisrec``, the same trained with UniSRec's contrastive
+pre-training tasks, ``task.loss=unisrec``), then evaluated on the target with
 ``init_from=<source run>``:
 
 - ``zero-shot``: no target training (``fit=false``);
@@ -36,7 +37,8 @@ COMMON = ["task=sequential", "model=unisrec", "text=frozen", "model.feature_mode
           "data.train_batch_size=256"]  # fmt: skip
 SOURCES = {"ml100k": ["data=sequential_ml100k", "trainer.max_epochs=10"],
            "mind": ["data=sequential_mind_sample", "trainer.max_epochs=10"],
-           "ml100k+mind": ["data=sequential_multi", "trainer.max_epochs=10"]}  # fmt: skip
+           "ml100k+mind": ["data=sequential_multi", "trainer.max_epochs=10"],
+           "ml100k+mind-unisrec": ["data=sequential_multi", "trainer.max_epochs=10", "task.loss=unisrec"]}  # fmt: skip
 TARGET = ["data=sequential_scientific", "trainer.max_epochs=20"]
 METRICS = ("test/recall@10", "test/ndcg@10", "test/recall@50", "test/ndcg@50")
 
