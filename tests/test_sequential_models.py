@@ -39,3 +39,24 @@ def test_forward_shapes_and_one_step_lowers_the_loss(make) -> None:
     with torch.no_grad():
         after = F.cross_entropy(model.full_scores(items), targets)
     assert after < before
+
+
+def test_gated_text_fusion_starts_half_open_and_learns_its_gate():
+    """feature_mode=gated: ID + sigmoid(W [id; text]) * text; the gate starts at 0.5 (zero weights)
+    and receives gradients; padding stays zero."""
+    import torch
+
+    from graphrec_lab.models.sequential import SASRec
+
+    torch.manual_seed(0)
+    feats = torch.randn(6, 5)
+    model = SASRec(6, dim=4, max_length=3, item_features=feats, feature_mode="gated", adaptor_dropout=0.0)
+    model.eval()
+    with torch.no_grad():
+        text = model.adaptor(model.text_features)
+        text[0] = 0
+        expected = model.item_embedding.weight + 0.5 * text
+        assert torch.allclose(model.item_table(), expected, atol=1e-6)
+        assert model.item_table()[0].abs().sum() == 0
+    model.full_scores(torch.tensor([[0, 1, 2]])).sum().backward()
+    assert model.gate.weight.grad is not None and model.gate.weight.grad.abs().sum() > 0

@@ -4,7 +4,9 @@ The item table has row 0 for padding (sequences hold 1-based items). With item t
 ``[num_items, T]`` (frozen encoder vectors, ``text=frozen``), a UniSRec-style mixture-of-experts
 whitening adaptor maps them to the model width, and ``feature_mode`` says how they enter:
 ``id`` (learned ID embeddings only), ``features`` (adapted text only: UniSRec's inductive setting,
-items need no trained ID row) or ``sum`` (ID + adapted text: UniSRec's transductive "t+ID").
+items need no trained ID row), ``sum`` (ID + adapted text: UniSRec's transductive "t+ID") or
+``gated`` (ID + ``sigmoid(W_g [id; text]) * text``, the zoo's gate: per item and dimension, how much
+text to let in; it starts half open).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-FEATURE_MODES = ("id", "features", "sum")
+FEATURE_MODES = ("id", "features", "sum", "gated")
 
 
 class MoEAdaptor(nn.Module):
@@ -43,7 +45,7 @@ class SequentialBase(nn.Module):
         num_items: catalogue size I (0-based dataset ids; the table has I + 1 rows).
         dim: model width D.
         item_features: optional ``[I, T]`` text features (kept as a frozen buffer).
-        feature_mode: ``id`` | ``features`` | ``sum`` (module docstring).
+        feature_mode: ``id`` | ``features`` | ``sum`` | ``gated`` (module docstring).
         experts, adaptor_dropout: the text adaptor's experts and input dropout.
         num_users: recorded only (``run_experiment`` passes it; sequence models have no user table).
     """
@@ -59,7 +61,7 @@ class SequentialBase(nn.Module):
         if feature_mode != "id" and item_features is None:
             raise ValueError(f"model.feature_mode={feature_mode!r} needs item text features (text=frozen)")
         if feature_mode == "id" and item_features is not None:
-            raise ValueError("item text features given with model.feature_mode='id': use features or sum")
+            raise ValueError("item text features given with model.feature_mode='id': use features, sum or gated")
         if item_features is not None and item_features.shape[0] != num_items:
             raise ValueError(f"item_features has {item_features.shape[0]} rows for {num_items} items")
         self.num_items = num_items
@@ -72,6 +74,11 @@ class SequentialBase(nn.Module):
             padded = torch.cat([torch.zeros(1, item_features.shape[1]), item_features.float()])
             self.register_buffer("text_features", padded)
             self.adaptor = MoEAdaptor(item_features.shape[1], dim, experts, adaptor_dropout)
+        self.gate: nn.Linear | None = None
+        if feature_mode == "gated":
+            self.gate = nn.Linear(2 * dim, dim)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
         self.live_text: Tensor | None = None  # [I, T] set for one LoRA training step (SequentialTask)
 
     def text_bank(self) -> Tensor:
@@ -90,7 +97,12 @@ class SequentialBase(nn.Module):
             features = torch.cat([features[:1], self.live_text.to(features.dtype)])
         text = self.adaptor(features)
         text = text * (torch.arange(text.shape[0], device=text.device) > 0).unsqueeze(1)  # padding row stays 0
-        return text + self.item_embedding.weight if self.feature_mode == "sum" else text
+        if self.feature_mode == "features":
+            return text
+        ids = self.item_embedding.weight
+        if self.gate is not None:
+            text = torch.sigmoid(self.gate(torch.cat([ids, text], dim=-1))) * text
+        return ids + text
 
     def embed(self, items: Tensor, table: Tensor | None = None) -> Tensor:
         """``[B, L]`` 1-based items -> ``[B, L, D]`` (padding rows are zero); ``table``: an

@@ -48,6 +48,9 @@ class SASRec(SequentialBase):
                 nn.init.zeros_(module.in_proj_bias)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()  # the padding row
+        if self.gate is not None:  # the text gate starts half open (base.SequentialBase)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
 
     def encode(self, embedded: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[B, L, D]`` input embeddings of ``[B, L]`` items → ``[B, D]`` state at the last position."""
