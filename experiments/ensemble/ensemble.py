@@ -9,6 +9,8 @@ against the best member, to ``<folder>/results.md``.
 
     python experiments/ensemble/ensemble.py ml100k
     python experiments/ensemble/ensemble.py scientific --report-only
+
+"±" is the sample standard deviation over seeds, as in the study tables.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import argparse
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from statistics import mean, pstdev
+from statistics import mean, stdev
 
 import yaml
 
@@ -80,7 +82,7 @@ def table(labels: list[str], records: Path) -> str:
     lines = ["| model | seeds | test Recall@20 | test NDCG@20 | p (NDCG@20 vs best member) |", "|---|---:|---|---|---:|"]
 
     def ms(values: list[float]) -> str:
-        return f"{mean(values):.4f} ± {pstdev(values):.4f}"
+        return f"{mean(values):.4f} ± {stdev(values):.4f}"
 
     for label in labels:
         vals = member[label]
