@@ -189,6 +189,9 @@ def test_init_from_ids_text_carries_id_rows_through_text(source_id_checkpoint):
     assert scores["text"] > 3 * scores["fresh"], scores
     with pytest.raises(ConfigError, match="init_from_ids=text: this run's data has no item text"):
         warm_start(SASRec(48, dim=16, max_length=8, num_layers=1), ckpt, ids="text")
+    with pytest.raises(ConfigError, match="holds no run config"):  # a bare state dict: no source data to read texts from
+        warm_start(SASRec(48, dim=16, max_length=8, num_layers=1), _save(SASRec(60, dim=16, max_length=8, num_layers=1),
+                   ckpt.parent / "bare.ckpt"), ids="text", target_item_texts=texts)  # fmt: skip
     with pytest.raises(ConfigError, match="init_from_ids='nearest'"):
         warm_start(SASRec(48, dim=16, max_length=8, num_layers=1), ckpt, ids="nearest")
 
