@@ -3,6 +3,7 @@
     graphrec-lab recommend <run> --user U [-k 20] [--exclude-val] [--index DIR]
     graphrec-lab recommend <run> --users-file users.txt --out recs.csv|recs.jsonl
     graphrec-lab recommend <run> --history I1 I2 ...        a new user, folded in without retraining
+                                  (sequential runs: the next items after each user's sequence or the history)
     graphrec-lab export <run> [--out DIR] [--index hnsw|flat|none] [-k 20] [--queries 1000]
     graphrec-lab explain <run> --user U --item I [--method exact|gnnexplainer|captum_ig|saliency]
                          [--top 10] [--png FILE] [--html FILE]
@@ -44,6 +45,8 @@ def recommend_main(args: list[str]) -> None:
     who.add_argument("--history", nargs="+", help="raw item ids of a new user (fold-in, no retraining)")
     parser.add_argument("-k", type=int, default=20)
     parser.add_argument("--exclude-val", action="store_true", help="also exclude validation items (the test protocol)")
+    parser.add_argument("--exclude-history", action="store_true",
+                        help="sequential runs: leave the history's items out of the list (default: repeats ranked)")
     parser.add_argument("--index", help="an exported FAISS index (graphrec-lab export) instead of exact scoring")
     parser.add_argument("--out", help=".csv or .jsonl file for the lists (default: print them)")
     ns = parser.parse_args(args)
@@ -55,9 +58,14 @@ def recommend_main(args: list[str]) -> None:
         recommend_with_index,
         write_recommendations,
     )
+    from graphrec_lab.inference.sequence_recommend import is_sequential
 
     run = _load(ns.run)
-    if ns.history:
+    if is_sequential(run):
+        lists = _recommend_sequential(run, ns)
+    elif ns.exclude_history:
+        raise InferenceError("--exclude-history: for sequential runs; a top-K run always excludes training items")
+    elif ns.history:
         if ns.index:
             raise InferenceError("--index with --history: fold-in ranks exactly; drop --index")
         lists = [recommend_new_user(run, ns.history, ns.k)]
@@ -77,6 +85,19 @@ def recommend_main(args: list[str]) -> None:
         who_ = recs[0].user if recs else "?"
         print(f"top-{ns.k} for {who_} ({run.model_name}, {run.run_dir}):")
         print(format_recommendations(recs))
+
+
+def _recommend_sequential(run, ns: argparse.Namespace) -> list:
+    """recommend for a sequential run: the next items after each user's sequence or after --history."""
+    from graphrec_lab.inference.recommend import read_users_file
+    from graphrec_lab.inference.sequence_recommend import recommend_next, recommend_next_for_history
+
+    if ns.index or ns.exclude_val:
+        raise InferenceError(f"{'--index' if ns.index else '--exclude-val'}: not for a sequential run, which ranks "
+                             "every item after a history (use --exclude-history to leave the history out)")  # fmt: skip
+    if ns.history:
+        return [recommend_next_for_history(run, ns.history, ns.k, ns.exclude_history)]
+    return recommend_next(run, ns.user or read_users_file(ns.users_file), ns.k, ns.exclude_history)
 
 
 def export_main(args: list[str]) -> None:

@@ -95,7 +95,7 @@ class LoadedRun:
                 raise InferenceError(
                     f"{self.model_name} has no user and item embeddings to rank with (news models score impressions, "
                     "sequential models histories, GC-MC ratings); "
-                    "recommend/export/explain need a top-K recommender run"
+                    "export/explain need a top-K recommender run (recommend also reads sequential runs)"
                 )
             with torch.no_grad():
                 users, items = self.model(self.train_graph)
