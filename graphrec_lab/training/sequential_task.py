@@ -36,6 +36,18 @@ if TYPE_CHECKING:
 LOSSES = ("ce", "unisrec")
 
 
+def freeze_except(model: torch.nn.Module, prefixes: list[str]) -> None:
+    """Freeze every parameter of ``model`` whose name starts with none of ``prefixes``."""
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in names)]
+    if unknown or not prefixes:
+        roots = sorted({n.split(".")[0] for n in names})
+        raise ConfigError(f"task.train_only={prefixes}: {'no parameter under ' + str(unknown) if unknown else 'empty'}; "
+                          f"the model's parameters are under {roots}")  # fmt: skip
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(name == p or name.startswith(p + ".") for p in prefixes))
+
+
 class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
     """Args:
         model: a ``models.sequential`` model (GRU4Rec, SASRec, SRGNN; text through ``item_features``).
@@ -52,6 +64,9 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
             contrastive pre-training: sequence-item + ``seq_seq_weight`` x sequence-sequence, in-batch
             negatives at ``temperature``, item-drop augmentation with ``item_drop``;
             ``training.sequence_losses``). Evaluation ranks by the model's scores either way.
+        train_only: model parameter-name prefixes that train (e.g. ``[adaptor, item_embedding]``:
+            UniSRec's parameter-efficient fine-tuning, the transformer frozen); None: every parameter.
+            A prefix matching no parameter is an error naming it.
     """
 
     def __init__(
@@ -67,6 +82,7 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
         temperature: float = 0.07,
         seq_seq_weight: float = 1e-3,
         item_drop: float = 0.2,
+        train_only: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -76,6 +92,8 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
         self.loss = loss
         self.temperature, self.seq_seq_weight, self.item_drop = temperature, seq_seq_weight, item_drop
         self.model = model
+        if train_only is not None:
+            freeze_except(model, list(train_only))
         self.text = text if text is not None and text.trainable else None
         if self.text is not None and getattr(model, "adaptor", None) is None:
             raise ConfigError("text=lora: the model takes no text features (model.feature_mode='id'); use features or sum")

@@ -57,3 +57,18 @@ def test_unisrec_pretraining_runs_and_bad_loss_is_named(tmp_path):
     assert record["config"]["task"]["loss"] == "unisrec"
     with pytest.raises(ConfigError, match="task.loss='bpr': task=sequential takes one of ce, unisrec"):
         run_experiment(compose([*base, "task.loss=bpr"]))
+
+
+def test_train_only_freezes_every_other_parameter_and_names_unknown_prefixes():
+    from graphrec_lab.config import ConfigError
+    from graphrec_lab.models.sequential import SASRec
+    from graphrec_lab.training.sequential_task import SequentialTask
+
+    model = SASRec(6, dim=4, max_length=3, item_features=torch.randn(6, 5), feature_mode="sum")
+    task = SequentialTask(model, train_only=["adaptor", "item_embedding"])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("adaptor.", "item_embedding.")) for n in trainable)
+    optimised = {id(p) for g in task.configure_optimizers().param_groups for p in g["params"]}
+    assert optimised == {id(p) for p in model.parameters() if p.requires_grad}
+    with pytest.raises(ConfigError, match=r"no parameter under \['adapter'\].*'encoder', 'item_embedding'"):
+        SequentialTask(SASRec(6, dim=4, max_length=3), train_only=["adapter"])
