@@ -72,3 +72,32 @@ def test_train_only_freezes_every_other_parameter_and_names_unknown_prefixes():
     assert optimised == {id(p) for p in model.parameters() if p.requires_grad}
     with pytest.raises(ConfigError, match=r"no parameter under \['adapter'\].*'encoder', 'item_embedding'"):
         SequentialTask(SASRec(6, dim=4, max_length=3), train_only=["adapter"])
+
+
+def test_the_task_optimises_the_unisrec_objective_when_asked():
+    """task.loss=unisrec: the step's loss is sequence-item + weight x sequence-sequence on the model's
+    states (same item-drop draw), not the cross-entropy."""
+    import torch.nn.functional as F
+
+    from graphrec_lab.data.sequence_datamodule import SequenceBatch
+    from graphrec_lab.models.sequential import SASRec
+    from graphrec_lab.training.sequence_losses import seq_seq_loss
+    from graphrec_lab.training.sequential_task import SequentialTask
+
+    torch.manual_seed(0)
+    model = SASRec(8, dim=4, max_length=4, dropout=0.0)
+    model.eval()
+    batch = SequenceBatch(torch.arange(3), torch.tensor([[0, 1, 2, 3], [0, 0, 4, 5], [6, 7, 8, 1]]),
+                          torch.tensor([4, 0, 4]), torch.empty(2, 0, dtype=torch.long))  # fmt: skip
+    task = SequentialTask(model, loss="unisrec", seq_seq_weight=0.5, item_drop=0.3)
+    torch.manual_seed(1)
+    got = task._loss(batch)
+    torch.manual_seed(1)
+    table = model.item_table()
+    states = model(batch.history, table)
+    want = seq_item_loss(states, table[batch.target + 1], batch.target, 0.07) + 0.5 * seq_seq_loss(
+        states, model(item_drop(batch.history, 0.3), table), batch.target, 0.07)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    ce = F.cross_entropy(model.full_scores(batch.history), batch.target)
+    assert got.item() != pytest.approx(ce.item(), rel=1e-3)
+    assert SequentialTask(model)._loss(batch).item() == pytest.approx(ce.item(), rel=1e-6)
