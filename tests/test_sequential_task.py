@@ -131,16 +131,21 @@ def test_run_experiment_trains_each_sequential_model(tmp_path, model):
         load_run(record["paths"]["run_dir"]).embeddings()
 
 
+def _text_run(tmp_path, encoder_dir, *extra: str) -> list[str]:
+    """Overrides of a UniSRec run on 40 synthetic users with the tiny encoder; ``extra`` picks the text mode."""
+    return [
+        f"paths.root={tmp_path}", "data=sequential_synthetic", "task=sequential", "model=unisrec",
+        f"text.encoder.model_name_or_path={encoder_dir}", "text.encoder.max_length=16",
+        "optimized_metric=val/ndcg@10", "trainer.check_val_every_n_epoch=1", "trainer.accelerator=cpu", "logger=csv",
+        "data.synthetic.num_users=40", "data.synthetic.num_items=30", "model.dim=8", *extra,
+    ]  # fmt: skip
+
+
 def test_run_experiment_trains_the_text_model(tmp_path, tiny_encoder_dir):
     from graphrec_lab.config import compose
     from graphrec_lab.experiment import run_experiment
 
-    cfg = compose([
-        f"paths.root={tmp_path}", "data=sequential_synthetic", "task=sequential", "model=unisrec", "text=frozen",
-        f"text.encoder.model_name_or_path={tiny_encoder_dir}", "text.encoder.max_length=16", "text.cache_dir=none",
-        "optimized_metric=val/ndcg@10", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
-        "trainer.accelerator=cpu", "logger=csv", "data.synthetic.num_users=40", "data.synthetic.num_items=30", "model.dim=8",
-    ])  # fmt: skip
+    cfg = compose(_text_run(tmp_path, tiny_encoder_dir, "text=frozen", "text.cache_dir=none", "trainer.max_epochs=1"))
     assert run_experiment(cfg)["test/num_users"] == 40
 
 
@@ -161,12 +166,7 @@ def test_lora_text_trains_the_adapters_of_a_sequential_model(tmp_path, tiny_enco
     from graphrec_lab.config import compose
     from graphrec_lab.experiment import run_experiment
 
-    cfg = compose([
-        f"paths.root={tmp_path}", "data=sequential_synthetic", "task=sequential", "model=unisrec", "text=lora",
-        f"text.encoder.model_name_or_path={tiny_encoder_dir}", "text.encoder.max_length=16", "text.max_live_texts=8",
-        "optimized_metric=val/ndcg@10", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
-        "trainer.accelerator=cpu", "logger=csv", "data.synthetic.num_users=40", "data.synthetic.num_items=30", "model.dim=8",
-    ])  # fmt: skip
+    cfg = compose(_text_run(tmp_path, tiny_encoder_dir, "text=lora", "text.max_live_texts=8", "trainer.max_epochs=2"))
     assert run_experiment(cfg)["test/num_users"] == 40
     record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
     state = torch.load(Path(record["paths"]["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]

@@ -46,19 +46,24 @@ def _save(model: SASRec, path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def source_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    dm = _domain("source", planted=True, seed=1, num_items=60)
-    model = _model(dm)
+def _train(model: SASRec, dm: SequentialDataModule, epochs: int = 15) -> None:
+    """Full-softmax next-item training with Adam (lr 5e-3)."""
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for _ in range(15):
+    for _ in range(epochs):
         model.train()
         for batch in dm.train_dataloader():
             loss = F.cross_entropy(model.full_scores(batch.history), batch.target)
             opt.zero_grad()
             loss.backward()
             opt.step()
+
+
+@pytest.fixture(scope="module")
+def source_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    dm = _domain("source", planted=True, seed=1, num_items=60)
+    model = _model(dm)
+    _train(model, dm)
     return _save(model, tmp_path_factory.mktemp("source") / "source.ckpt")
 
 
@@ -206,14 +211,7 @@ def source_id_checkpoint(tmp_path_factory):
     synthetic = {"name": "source", "num_users": 300, "num_items": 60, "length": 10, "planted": True, "seed": 1}
     dm = _domain("source", planted=True, seed=1, num_items=60)
     model = SASRec(dm._raw.num_items, dim=16, max_length=8, num_layers=1, dropout=0.0)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for _ in range(15):
-        model.train()
-        for batch in dm.train_dataloader():
-            loss = F.cross_entropy(model.full_scores(batch.history), batch.target)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    _train(model, dm)
     data = {"_target_": "graphrec_lab.data.sequence_datamodule.SequentialDataModule", "dataset": "synthetic_domain",
             "max_length": 8, "synthetic": synthetic}  # fmt: skip
     path = tmp_path_factory.mktemp("source-id") / "source.ckpt"
