@@ -44,7 +44,8 @@ def _rank(run: LoadedRun, user_vecs: Tensor, exclude: list[Tensor], k: int) -> t
     return top, scores.gather(1, top)
 
 
-def _rows(run: LoadedRun, users: Sequence[str], top: Tensor, values: Tensor) -> list[list[Recommendation]]:
+def recommendation_rows(run: LoadedRun, users: Sequence[str], top: Tensor, values: Tensor) -> list[list[Recommendation]]:
+    """One ranked list per user from item ids ``top`` and scores ``values`` [B, k] (a list ends at -inf)."""
     out = []
     for b, user in enumerate(users):
         row = []
@@ -73,7 +74,7 @@ def recommend(
         batch = index[start : start + batch_size]
         exclude = [_known(run, int(u), exclude_val) for u in batch]
         top, values = _rank(run, user_emb.index_select(0, batch), exclude, k)
-        out += _rows(run, list(users[start : start + batch_size]), top, values)
+        out += recommendation_rows(run, list(users[start : start + batch_size]), top, values)
     return out
 
 
@@ -87,7 +88,7 @@ def recommend_new_user(run: LoadedRun, history: Sequence[str], k: int = 20, name
     ``foldin.fold_in``); the history's items are excluded."""
     vec = fold_in(run, list(history))
     top, values = _rank(run, vec.unsqueeze(0), [torch.unique(run.item_index(list(history)))], k)
-    return _rows(run, [name], top, values)[0]
+    return recommendation_rows(run, [name], top, values)[0]
 
 
 def read_users_file(path: str | Path) -> list[str]:

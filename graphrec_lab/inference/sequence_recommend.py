@@ -17,7 +17,7 @@ import torch
 
 from graphrec_lab.data.sequential import pad_sequences
 from graphrec_lab.evaluation.ranking import mask_scores, topk_stable
-from graphrec_lab.inference.recommend import Recommendation, _rows
+from graphrec_lab.inference.recommend import Recommendation, recommendation_rows
 from graphrec_lab.inference.run import InferenceError, LoadedRun
 from graphrec_lab.models.sequential.base import SequentialBase
 
@@ -63,7 +63,7 @@ def recommend_next(
     for start in range(0, len(index), batch_size):
         histories = [user_history(run, u) for u in index[start : start + batch_size]]
         top, values = rank_histories(run, histories, k, exclude_history)
-        out += _rows(run, list(users[start : start + batch_size]), top, values)
+        out += recommendation_rows(run, list(users[start : start + batch_size]), top, values)
     return out
 
 
@@ -75,4 +75,4 @@ def recommend_next_for_history(
         raise InferenceError("--history: give at least one item id")
     items = run.item_index(list(history)).tolist()
     top, values = rank_histories(run, [items], k, exclude_history)
-    return _rows(run, [name], top, values)[0]
+    return recommendation_rows(run, [name], top, values)[0]

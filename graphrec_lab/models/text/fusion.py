@@ -135,9 +135,7 @@ class ItemTextFeatures(nn.Module):
 
     def refresh(self, node_input: NodeInput) -> None:
         """LoRA mode: re-encode the bank (the model's item-feature buffer) with the current adapters."""
-        bank = node_input.item_features
-        assert bank is not None or self.mode != "lora"
-        self.refresh_bank(bank)
+        self.refresh_bank(node_input.item_features)
 
     def refresh_bank(self, bank: Tensor | None) -> None:
         """LoRA mode: overwrite ``bank`` [I, H] (a model's item-feature buffer, or a view of it) with
@@ -150,9 +148,8 @@ class ItemTextFeatures(nn.Module):
     def live_features(self, node_input: NodeInput, items: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """LoRA mode: the bank with the rows of ``items`` (the batch's item ids, any shape) re-encoded
         with gradients: [I, H]. At most ``max_live_texts`` distinct items are re-encoded."""
-        bank = node_input.item_features
-        assert bank is not None
-        return self.live_bank(bank, items, generator)
+        assert node_input.item_features is not None
+        return self.live_bank(node_input.item_features, items, generator)
 
     def live_bank(self, bank: Tensor, items: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``bank`` [I, H] with the rows of ``items`` (0-based item ids, any shape) re-encoded with
