@@ -170,7 +170,6 @@ class SequentialDataModule(pl.LightningDataModule):
         self.text_items_only = text_items_only
         self.split_seed = split_seed
         self.dataset = dataset
-        self._data_dir_arg = data_dir
         self.data_dir = resolve_data_dir(data_dir)
         self.download = download
         self.max_length = max_length
@@ -233,7 +232,7 @@ class SequentialDataModule(pl.LightningDataModule):
             if unknown or "dataset" not in domain:
                 raise ValueError(f"data.domains[{i}]: {'unknown keys ' + str(unknown) if unknown else 'no dataset'}; "
                                  f"a domain takes {sorted(allowed)}")  # fmt: skip
-            child = SequentialDataModule(data_dir=self._data_dir_arg, download=self.download, max_length=self.max_length, **domain)
+            child = SequentialDataModule(data_dir=str(self.data_dir), download=self.download, max_length=self.max_length, **domain)
             child._load()
             assert child._raw is not None and child._split is not None
             name = str(domain["dataset"]) + (f"/{domain['synthetic'].get('name', i)}" if domain.get("synthetic") else "")

@@ -10,7 +10,8 @@ negatives are the paper's multi-domain negatives:
   batch; its own augmentation is the positive. The augmentation is item drop (each history item
   dropped with probability ``ratio``, at least one kept).
 
-Rows whose target equals this row's target are not negatives: the released code sets their logits
+Both are ``training.objectives.contrastive.info_nce`` with the batch's targets as groups. Rows
+whose target equals this row's target are not negatives: the released code sets their logits
 to 0 (so each still adds exp(0) = 1 to the denominator); here they are removed from the softmax.
 The released code also augments by word drop (a second text encoding with words dropped) in 10% of
 the batches; that needs a second encoding of every item and is not implemented here.
@@ -19,7 +20,6 @@ the batches; that needs a second encoding of every item and is not implemented h
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -35,22 +35,3 @@ def item_drop(history: Tensor, ratio: float, generator: torch.Generator | None =
     packed = history.gather(1, order)
     return packed * keep.gather(1, order)
 
-
-def _in_batch_nce(anchor: Tensor, candidates: Tensor, targets: Tensor, tau: float) -> Tensor:
-    """Mean InfoNCE of ``anchor`` [B, D] against ``candidates`` [B, D] (row i's positive is row i),
-    both L2-normalised here; other rows with the same ``targets`` [B] are left out of the softmax."""
-    logits = F.normalize(anchor, dim=1) @ F.normalize(candidates, dim=1).T / tau  # [B, B]
-    same = targets.unsqueeze(1) == targets.unsqueeze(0)
-    same.fill_diagonal_(False)
-    logits = logits.masked_fill(same, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(targets), device=logits.device))
-
-
-def seq_item_loss(states: Tensor, target_repr: Tensor, targets: Tensor, tau: float) -> Tensor:
-    """Sequence-item contrast: states [B, D], the targets' item representations [B, D], targets [B]."""
-    return _in_batch_nce(states, target_repr, targets, tau)
-
-
-def seq_seq_loss(states: Tensor, augmented: Tensor, targets: Tensor, tau: float) -> Tensor:
-    """Sequence-sequence contrast: states [B, D] against the augmented sequences' states [B, D]."""
-    return _in_batch_nce(states, augmented, targets, tau)

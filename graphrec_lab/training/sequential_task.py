@@ -27,7 +27,8 @@ from graphrec_lab.training.adapters import TextAdapterCheckpoints
 from graphrec_lab.training.epoch_loss import EpochMeanLoss
 from graphrec_lab.training.checkpoint import CHECKPOINT_KEY
 from graphrec_lab.training.optim import adam
-from graphrec_lab.training.sequence_losses import item_drop, seq_item_loss, seq_seq_loss
+from graphrec_lab.training.objectives.contrastive import info_nce
+from graphrec_lab.training.sequence_losses import item_drop
 
 if TYPE_CHECKING:
     from graphrec_lab.models.text.fusion import ItemTextFeatures
@@ -96,7 +97,7 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
             freeze_except(model, list(train_only))
         self.text = text if text is not None and text.trainable else None
         if self.text is not None and getattr(model, "adaptor", None) is None:
-            raise ConfigError("text=lora: the model takes no text features (model.feature_mode='id'); use features or sum")
+            raise ConfigError("text=lora: the model takes no text features (model.feature_mode='id'); use features, sum or gated")
         self.lr = lr
         self.weight_decay = weight_decay
         num_items = getattr(model, "num_items", 0)
@@ -140,10 +141,11 @@ class SequentialTask(TextAdapterCheckpoints, EpochMeanLoss):
             return F.cross_entropy(self.model.full_scores(batch.history), batch.target)
         table = self.model.item_table()  # [I + 1, D]
         states = self.model(batch.history, table)
-        loss = seq_item_loss(states, table[batch.target + 1], batch.target, self.temperature)
+        # sequence-item, then sequence-sequence (training.sequence_losses)
+        loss = info_nce(states, table[batch.target + 1], self.temperature, batch.target)
         if self.seq_seq_weight:
             augmented = self.model(item_drop(batch.history, self.item_drop), table)
-            loss = loss + self.seq_seq_weight * seq_seq_loss(states, augmented, batch.target, self.temperature)
+            loss = loss + self.seq_seq_weight * info_nce(states, augmented, self.temperature, batch.target)
         return loss
 
     def _refresh_text(self) -> None:

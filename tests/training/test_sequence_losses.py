@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from graphrec_lab.training.sequence_losses import item_drop, seq_item_loss
+from graphrec_lab.training.objectives.contrastive import info_nce
+from graphrec_lab.training.sequence_losses import item_drop
 
 
 def test_item_drop_keeps_order_right_alignment_and_at_least_one_item():
@@ -39,7 +40,7 @@ def test_in_batch_contrast_against_a_hand_computed_softmax():
     for i, allowed in enumerate(([0, 1], [0, 1, 2], [1, 2])):
         denom = sum(math.exp(cos[i][j] / tau) for j in allowed)
         expected += -math.log(math.exp(cos[i][i] / tau) / denom)
-    assert seq_item_loss(states, items, targets, tau).item() == pytest.approx(expected / 3, rel=1e-5)
+    assert info_nce(states, items, tau, targets).item() == pytest.approx(expected / 3, rel=1e-5)
 
 
 def test_unisrec_pretraining_runs_and_bad_loss_is_named(tmp_path):
@@ -81,7 +82,6 @@ def test_the_task_optimises_the_unisrec_objective_when_asked():
 
     from graphrec_lab.data.sequence_datamodule import SequenceBatch
     from graphrec_lab.models.sequential import SASRec
-    from graphrec_lab.training.sequence_losses import seq_seq_loss
     from graphrec_lab.training.sequential_task import SequentialTask
 
     torch.manual_seed(0)
@@ -95,8 +95,8 @@ def test_the_task_optimises_the_unisrec_objective_when_asked():
     torch.manual_seed(1)
     table = model.item_table()
     states = model(batch.history, table)
-    want = seq_item_loss(states, table[batch.target + 1], batch.target, 0.07) + 0.5 * seq_seq_loss(
-        states, model(item_drop(batch.history, 0.3), table), batch.target, 0.07)
+    want = info_nce(states, table[batch.target + 1], 0.07, batch.target) + 0.5 * info_nce(
+        states, model(item_drop(batch.history, 0.3), table), 0.07, batch.target)
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
     ce = F.cross_entropy(model.full_scores(batch.history), batch.target)
     assert got.item() != pytest.approx(ce.item(), rel=1e-3)

@@ -16,11 +16,16 @@ from graphrec_lab.models.base import Recommender
 from graphrec_lab.training.objectives.base import Objective, StepContext
 
 
-def info_nce(view1: Tensor, view2: Tensor, temperature: float) -> Tensor:
+def info_nce(view1: Tensor, view2: Tensor, temperature: float, groups: Tensor | None = None) -> Tensor:
     """InfoNCE with in-batch negatives: row b of ``view1`` [B, D] should match row b of ``view2`` [B, D]
-    among all B rows (cosine similarity / temperature). Returns the mean over B, a scalar."""
+    among all B rows (cosine similarity / temperature). ``groups`` [B]: rows sharing row b's label
+    are not its negatives (left out of its softmax). Returns the mean over B, a scalar."""
     z1, z2 = F.normalize(view1, dim=-1), F.normalize(view2, dim=-1)
     logits = z1 @ z2.T / temperature  # [B, B]
+    if groups is not None:
+        same = groups.unsqueeze(1) == groups.unsqueeze(0)
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
     return F.cross_entropy(logits, torch.arange(z1.size(0), device=z1.device))
 
 
